@@ -1,0 +1,43 @@
+"""specfuse_core: segment-level ensembling (SpecFuse / SpecEM) of local causal LMs."""
+
+from .config import EnsembleConfig
+from .engine import AsyncGenerationStream, GenerationStream, SpecFuse
+from .errors import (
+    ChecksumMismatchError,
+    ContextWindowExceededError,
+    DuplicateMemberError,
+    InvalidConversationError,
+    MissingModelPackageError,
+    NoCandidatesError,
+    PresetNotFoundError,
+    SpecFuseError,
+    UnsafeCheckpointError,
+)
+from .member import Candidate, Member, MemberSession
+from .prompt_format import PlainPromptFormat
+from .results import GenerationResult, RoundTrace, SegmentEvent, Trace, Usage
+
+__all__ = [
+    "AsyncGenerationStream",
+    "Candidate",
+    "ChecksumMismatchError",
+    "ContextWindowExceededError",
+    "DuplicateMemberError",
+    "EnsembleConfig",
+    "GenerationResult",
+    "GenerationStream",
+    "InvalidConversationError",
+    "Member",
+    "MemberSession",
+    "MissingModelPackageError",
+    "NoCandidatesError",
+    "PlainPromptFormat",
+    "PresetNotFoundError",
+    "RoundTrace",
+    "SegmentEvent",
+    "SpecFuse",
+    "SpecFuseError",
+    "Trace",
+    "Usage",
+    "UnsafeCheckpointError",
+]

@@ -1,0 +1,80 @@
+"""Validated ensemble settings. One pydantic model, so bad values fail early with a clear message."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+
+class EnsembleConfig(BaseModel):
+    """Every knob of a request. Per-call overrides go through :meth:`with_overrides`, which re-validates."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
+
+    # -- decoding
+    segment_tokens: int = Field(10, ge=1, le=256, description="Tokens each member drafts per round (its own tokens).")
+    max_new_tokens: int = Field(256, ge=1, description="Output length cap, counted in the first member's tokens.")
+    max_rounds: int | None = Field(None, ge=1, description="Round cap; default: max_new_tokens (each round adds >= 1 token).")
+    temperature: float = Field(0.0, ge=0.0, description="0 = greedy drafting.")
+    top_p: float = Field(1.0, gt=0.0, le=1.0)
+    top_k: int = Field(0, ge=0, description="0 disables top-k.")
+    seed: int | None = Field(None, description="Seed for sampled drafts (temperature > 0).")
+    stop: list[str] = Field(default_factory=list, description="Stop strings; the output is cut before the first one.")
+
+    # -- scoring and combination
+    normalization: Literal["softmax", "rank"] = "softmax"
+    score_temperature: float = Field(1.0, gt=0.0, description="Temperature of the per-verifier softmax over candidates.")
+    weighting: Literal["uniform", "hedge"] = "uniform"
+    hedge_learning_rate: float = Field(1.0, gt=0.0, description="Hedge step size eta_0; round t uses eta_0 / sqrt(t).")
+    persist_weights: bool = Field(False, description="Keep hedge weights across requests of one ensemble.")
+    exclude_self_vote: bool = Field(False, description="A member does not vote on candidates it proposed.")
+    repetition_penalty: float = Field(
+        0.0, ge=0.0, description="Subtracted from the combined score times the share of the candidate's word 3-grams already in the prompt or response."
+    )
+
+    # -- model exit
+    model_exit: bool = False
+    exit_warmup_rounds: int = Field(3, ge=1)
+    exit_temperature: float = Field(1.0, gt=0.0)
+    exit_threshold: float = Field(0.2, ge=0.0, lt=1.0, description="Members whose share of cumulative quality falls below this exit.")
+    min_members: int = Field(1, ge=1)
+    exited_members_verify: bool = Field(False, description="Exited members keep scoring candidates.")
+
+    # -- bad input
+    context_overflow: Literal["error", "skip_member"] = "error"
+
+    @field_validator("temperature", "top_p", "score_temperature", "exit_temperature", "hedge_learning_rate", "repetition_penalty")
+    @classmethod
+    def _finite(cls, value: float) -> float:
+        if not math.isfinite(value):
+            raise ValueError("must be a finite number")
+        return value
+
+    @field_validator("stop", mode="before")
+    @classmethod
+    def _stop_list(cls, value: Any) -> Any:
+        if value is None:
+            return []
+        if isinstance(value, str):
+            return [value]
+        return value
+
+    @field_validator("stop")
+    @classmethod
+    def _stop_non_empty(cls, value: list[str]) -> list[str]:
+        if any(s == "" for s in value):
+            raise ValueError("stop strings must be non-empty")
+        return list(dict.fromkeys(value))  # de-duplicate, keep order
+
+    @property
+    def round_cap(self) -> int:
+        return self.max_rounds if self.max_rounds is not None else self.max_new_tokens
+
+    def with_overrides(self, **overrides: Any) -> "EnsembleConfig":
+        """Return a validated copy with per-call overrides applied (``None`` values are ignored)."""
+        changes = {key: value for key, value in overrides.items() if value is not None}
+        if not changes:
+            return self
+        return EnsembleConfig.model_validate({**self.model_dump(), **changes})

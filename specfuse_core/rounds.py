@@ -1,0 +1,283 @@
+"""One request's round loop: draft, align, verify, combine, accept, exit, stop.
+
+Written as a step function (one call = one round = one accepted segment) so the sync stream, the
+async stream and ``generate`` all drive the same code.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from .config import EnsembleConfig
+from .errors import ContextWindowExceededError, NoCandidatesError
+from .member import Candidate, Draft, Member, MemberSession
+from .messages import Conversation, last_user_text
+from .results import CandidateTrace, GenerationResult, MemberUsage, RoundTrace, SegmentEvent, Trace, Usage
+from .sampling import TokenChooser
+from .scoring import HedgeWeights, combine, members_to_exit, normalize_scores, pick_winner
+from .text_align import REPLACEMENT_CHAR, repetition_share, stop_holdback, stop_position
+
+
+class EnsembleRequest:
+    def __init__(
+        self,
+        members: Sequence[Member],
+        conversation: Conversation,
+        config: EnsembleConfig,
+        hedge: HedgeWeights,
+    ) -> None:
+        self.config = config
+        self.members = {m.name: m for m in members}
+        self.counter = members[0]  # output length is counted in the first member's tokens
+        self.hedge = hedge
+        self.trace = Trace()
+        self.reserve = 4 * config.segment_tokens  # room a round needs in every member's window
+        self.sessions: dict[str, MemberSession] = {}
+        for index, member in enumerate(members):
+            seed = None if config.seed is None else config.seed + index
+            chooser = TokenChooser(config.temperature, config.top_p, config.top_k, seed)
+            try:
+                self.sessions[member.name] = member.start(conversation, chooser, reserved=self.reserve)
+            except ContextWindowExceededError as error:
+                if config.context_overflow != "skip_member":
+                    raise
+                self.trace.skipped[member.name] = str(error)
+        if not self.sessions:
+            raise NoCandidatesError(
+                "every member sat this request out: " + "; ".join(self.trace.skipped.values())
+            )
+        self.active: list[str] = list(self.sessions)
+        self.quality = {name: 0.0 for name in self.active}
+        self.history = last_user_text(conversation)
+        self.prompt_tokens = len(self.counter.prompt_ids(conversation))
+        self.response = ""
+        self.released = 0
+        self.rounds = 0
+        self.finish_reason: str | None = None
+        self._closed = False
+        self._lock = threading.Lock()
+        devices = {str(self.members[n].device) for n in self.sessions}
+        self._pool = ThreadPoolExecutor(len(devices)) if len(devices) > 1 else None
+
+    # ------------------------------------------------------------------ public
+    @property
+    def done(self) -> bool:
+        return self.finish_reason is not None or self._closed
+
+    def step(self) -> SegmentEvent | None:
+        """Run one round; None once the request has finished or was closed."""
+        with self._lock:
+            if self.done:
+                return None
+            try:
+                return self._round()
+            except BaseException:
+                self._release()
+                raise
+            finally:
+                if self.done:
+                    self._release()
+
+    def close(self) -> None:
+        """Stop the request (also from another thread); caches are freed once no round is running."""
+        self._closed = True
+        if self._lock.acquire(blocking=False):
+            try:
+                self._release()
+            finally:
+                self._lock.release()
+
+    def result(self) -> GenerationResult:
+        return GenerationResult(
+            text=self.response,
+            finish_reason=self.finish_reason or "length",
+            usage=self.usage(),
+            trace=self.trace,
+        )
+
+    def usage(self) -> Usage:
+        completion = len(self.counter.encode(self.response)) if self.response else 0
+        members = {
+            name: MemberUsage(**vars(session.counters)) for name, session in self.sessions.items()
+        }
+        return Usage(
+            prompt_tokens=self.prompt_tokens,
+            completion_tokens=completion,
+            total_tokens=self.prompt_tokens + completion,
+            members=members,
+        )
+
+    # ------------------------------------------------------------------ the round
+    def _round(self) -> SegmentEvent:
+        config = self.config
+        self.rounds += 1
+        drafters = list(self.active)
+        single = len(drafters) == 1
+
+        started = time.perf_counter()
+        drafts = self._map(
+            drafters, lambda name: self.sessions[name].draft(self.response, config.segment_tokens, align=not single)
+        )
+        drafted = time.perf_counter()
+        candidates, proposers = self._candidates(drafters, drafts)
+
+        verifiers = self._verifiers()
+        repetition = np.zeros(len(candidates))
+        if single or len(candidates) == 1:
+            scored: dict[str, list[float]] = {}
+            normalized: dict[str, np.ndarray] = {}
+            combined = np.ones(len(candidates)) / len(candidates)
+            winner = 0
+        else:
+            scored = dict(zip(verifiers, self._map(verifiers, lambda v: self.sessions[v].score(self.response, candidates))))
+            normalized = {v: normalize_scores(s, config.normalization, config.score_temperature) for v, s in scored.items()}
+            weights = self._weights(verifiers)
+            combined = combine(normalized, weights, proposers, config.exclude_self_vote)
+            if config.repetition_penalty:
+                repetition = np.array([repetition_share(c.text, self.history + "\n" + self.response) for c in candidates])
+                combined = combined - config.repetition_penalty * repetition
+            winner = pick_winner(combined)
+            if config.weighting == "hedge":
+                self.hedge.update(normalized, {m: i for i, names in enumerate(proposers) for m in names})
+        verified = time.perf_counter()
+
+        for index, names in enumerate(proposers):
+            for name in names:
+                self.quality[name] += float(combined[index])
+
+        chosen = candidates[winner]
+        response = self.response + chosen.text
+        for name, session in self.sessions.items():
+            session.accept(response, winner if name in scored else None, own_draft=name in proposers[winner])
+        finish, response = self._finish_checks(chosen, response)
+        self.response = response
+
+        exited = self._model_exit() if finish is None else []
+        round_trace = self._round_trace(
+            candidates, proposers, scored, normalized, repetition, combined, winner, drafters, verifiers, exited
+        )
+        round_trace.draft_seconds = drafted - started
+        round_trace.verify_seconds = verified - drafted
+        self.trace.rounds.append(round_trace)
+        self.trace.wins[round_trace.winner_member] = self.trace.wins.get(round_trace.winner_member, 0) + 1
+        self.trace.final_weights = self._weights(list(self.sessions))
+        if finish is not None:
+            self.finish_reason = finish
+
+        visible_end = len(self.response) if finish else len(self.response) - stop_holdback(self.response, config.stop)
+        text = self.response[self.released : max(self.released, visible_end)]
+        self.released += len(text)
+        return SegmentEvent(
+            text=text,
+            segment=chosen.text,
+            round=self.rounds,
+            member=proposers[winner][0],
+            proposers=list(proposers[winner]),
+            scores={name: float(combined[i]) for i, names in enumerate(proposers) for name in names},
+            active_members=drafters,
+            finish_reason=finish,
+        )
+
+    def _candidates(self, drafters: list[str], drafts: list[Draft]) -> tuple[list[Candidate], list[list[str]]]:
+        """Distinct candidates in member order, each with every member that proposed it."""
+        index: dict[Candidate, int] = {}
+        candidates: list[Candidate] = []
+        proposers: list[list[str]] = []
+        for name, draft in zip(drafters, drafts):
+            key = Candidate(draft.text, draft.finished)
+            if not key.text and not key.finished:
+                continue  # nothing to propose this round (e.g. only special tokens)
+            if key not in index:
+                index[key] = len(candidates)
+                candidates.append(key)
+                proposers.append([])
+            proposers[index[key]].append(name)
+        if not candidates:  # every member produced nothing: treat it as ending the turn
+            candidates, proposers = [Candidate("", True)], [list(drafters)]
+        return candidates, proposers
+
+    def _verifiers(self) -> list[str]:
+        if self.config.exited_members_verify:
+            return list(self.sessions)
+        return list(self.active)
+
+    def _weights(self, names: list[str]) -> dict[str, float]:
+        if self.config.weighting == "hedge":
+            snapshot = self.hedge.snapshot()
+            return {n: snapshot[n] for n in names}
+        return {n: 1.0 for n in names}
+
+    def _finish_checks(self, chosen: Candidate, response: str) -> tuple[str | None, str]:
+        config = self.config
+        finish = "stop" if chosen.finished else None
+        if config.stop:
+            longest = max(len(s) for s in config.stop)
+            cut = stop_position(response, config.stop, start=max(0, len(self.response) - longest + 1))
+            if cut is not None:
+                response, finish = response[:cut], "stop_sequence"
+        ids = self.counter.encode(response)
+        if len(ids) >= config.max_new_tokens:
+            if len(ids) > config.max_new_tokens:
+                response = self.counter.decode(ids[: config.max_new_tokens]).rstrip(REPLACEMENT_CHAR)
+            finish = finish or "length"
+        if finish is None and self.rounds >= config.round_cap:
+            finish = "length"
+        if finish is None and any(
+            s.context_tokens + self.reserve >= self.members[n].context_window for n, s in self.sessions.items() if n in self._verifiers()
+        ):
+            finish = "length"
+        return finish, response
+
+    def _model_exit(self) -> list[str]:
+        config = self.config
+        if not config.model_exit or self.rounds < config.exit_warmup_rounds or len(self.active) <= config.min_members:
+            return []
+        leaving = members_to_exit(
+            {n: self.quality[n] for n in self.active}, config.exit_temperature, config.exit_threshold, config.min_members
+        )
+        self.active = [n for n in self.active if n not in leaving]
+        self.trace.exited.extend(leaving)
+        return leaving
+
+    def _round_trace(
+        self, candidates, proposers, scored, normalized, repetition, combined, winner, drafters, verifiers, exited
+    ) -> RoundTrace:
+        return RoundTrace(
+            round=self.rounds,
+            candidates=[
+                CandidateTrace(
+                    text=c.text,
+                    finished=c.finished,
+                    proposers=list(proposers[i]),
+                    mean_logprobs={v: s[i] for v, s in scored.items()},
+                    normalized={v: float(n[i]) for v, n in normalized.items()},
+                    repetition=float(repetition[i]),
+                    combined=float(combined[i]),
+                )
+                for i, c in enumerate(candidates)
+            ],
+            winner=winner,
+            winner_member=proposers[winner][0],
+            weights=self._weights(verifiers if scored else drafters),
+            active_members=drafters,
+            verifiers=verifiers if scored else [],
+            exited=exited,
+        )
+
+    # ------------------------------------------------------------------ helpers
+    def _map(self, names, work):
+        if self._pool is None:
+            return [work(name) for name in names]
+        return list(self._pool.map(work, names))
+
+    def _release(self) -> None:
+        for session in self.sessions.values():
+            session.close()
+        if self._pool is not None:
+            self._pool.shutdown(wait=False)
+            self._pool = None

@@ -1,0 +1,116 @@
+"""Turn verifier log-probabilities into one winner: normalise, weight, combine, break ties.
+
+Kept free of model code: inputs are plain arrays, so every rule here is unit-tested directly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+
+def normalize_scores(mean_logprobs: Sequence[float], method: str, temperature: float = 1.0) -> np.ndarray:
+    """Map one verifier's mean log-probs over candidates to a distribution that sums to 1.
+
+    ``softmax`` keeps how much better a candidate is; ``rank`` (Borda) keeps only the order.
+    """
+    scores = np.asarray(mean_logprobs, dtype=np.float64)
+    if scores.size == 0:
+        return scores
+    if method == "softmax":
+        shifted = (scores - scores.max()) / temperature
+        weights = np.exp(shifted)
+        return weights / weights.sum()
+    if method == "rank":
+        if scores.size == 1:
+            return np.ones(1)
+        # Borda points: how many candidates each one beats, ties counting half.
+        points = np.array([(scores[i] > scores).sum() + 0.5 * ((scores[i] == scores).sum() - 1) for i in range(scores.size)])
+        total = points.sum()
+        return points / total if total > 0 else np.full(scores.size, 1.0 / scores.size)
+    raise ValueError(f"unknown normalization {method!r}")
+
+
+def combine(
+    normalized: Mapping[str, np.ndarray],
+    weights: Mapping[str, float],
+    proposers: Sequence[Sequence[str]],
+    exclude_self_vote: bool = False,
+) -> np.ndarray:
+    """Weighted mean over verifiers of each candidate's normalised score.
+
+    With ``exclude_self_vote`` a verifier does not vote on candidates it proposed; each candidate's
+    score is then the weighted mean over the verifiers that may vote on it (all of them if none may).
+    """
+    n = len(proposers)
+    combined = np.zeros(n)
+    for index in range(n):
+        voters = [v for v in normalized if not (exclude_self_vote and v in proposers[index])] or list(normalized)
+        total_weight = sum(weights[v] for v in voters)
+        combined[index] = sum(weights[v] * normalized[v][index] for v in voters) / total_weight
+    return combined
+
+
+def pick_winner(combined: np.ndarray) -> int:
+    """Highest combined score; ties go to the earliest candidate (candidates are ordered by member order)."""
+    best = combined.max()
+    return int(np.flatnonzero(np.isclose(combined, best, rtol=0.0, atol=1e-12))[0])
+
+
+class HedgeWeights:
+    """SpecEM's online multiplicative weights ("Hedge") over members.
+
+    After each round, member m loses ``1 - r_m`` where ``r_m`` is how the *other* verifiers rate its
+    candidate relative to the round's best (1 = best). Weights shrink by ``exp(-eta_t * loss)`` with a
+    decaying step ``eta_t = eta_0 / sqrt(t)``, and are renormalised to mean 1.
+    """
+
+    def __init__(self, names: Sequence[str], learning_rate: float) -> None:
+        self.learning_rate = learning_rate
+        self.weights = {name: 1.0 for name in names}
+        self.updates = 0
+
+    def snapshot(self) -> dict[str, float]:
+        return dict(self.weights)
+
+    def update(
+        self,
+        normalized: Mapping[str, np.ndarray],
+        candidate_of: Mapping[str, int],
+    ) -> None:
+        """``candidate_of`` maps each member that drafted this round to the index of its candidate."""
+        losses: dict[str, float] = {}
+        for member, cand in candidate_of.items():
+            others = [v for v in normalized if v != member] or list(normalized)
+            peer_view = np.mean([normalized[v] for v in others], axis=0)
+            best = peer_view.max()
+            losses[member] = 1.0 - (peer_view[cand] / best if best > 0 else 0.0)
+        if not losses:
+            return
+        self.updates += 1
+        eta = self.learning_rate / np.sqrt(self.updates)
+        for member, loss in losses.items():
+            self.weights[member] *= float(np.exp(-eta * loss))
+        mean = sum(self.weights.values()) / len(self.weights)
+        for member in self.weights:
+            self.weights[member] /= mean
+
+
+def exit_shares(cumulative_quality: Mapping[str, float], temperature: float) -> dict[str, float]:
+    """Softmax of cumulative quality over the active members (the model-exit distribution)."""
+    names = list(cumulative_quality)
+    values = np.array([cumulative_quality[n] for n in names], dtype=np.float64) / temperature
+    values = np.exp(values - values.max())
+    values /= values.sum()
+    return dict(zip(names, values.tolist()))
+
+
+def members_to_exit(
+    cumulative_quality: Mapping[str, float], temperature: float, threshold: float, min_members: int
+) -> list[str]:
+    """Members whose share falls below the threshold, worst first, never leaving fewer than ``min_members``."""
+    shares = exit_shares(cumulative_quality, temperature)
+    below = sorted((share, name) for name, share in shares.items() if share < threshold)
+    room = max(0, len(shares) - min_members)
+    return [name for _, name in below[:room]]
