@@ -56,6 +56,16 @@ class MemberSession(ABC):
     name: str
     counters: MemberCounters
 
+    @property
+    @abstractmethod
+    def prompt_tokens(self) -> int:
+        """Prompt length in this member's tokens."""
+
+    @property
+    @abstractmethod
+    def context_tokens(self) -> int:
+        """Prompt plus response so far, in this member's tokens."""
+
     @abstractmethod
     def draft(self, response: str, max_tokens: int, align: bool = True) -> Draft:
         """Continue ``prompt + response`` by up to ``max_tokens`` own tokens; return aligned text."""
@@ -69,6 +79,14 @@ class MemberSession(ABC):
         """The round's winner was appended: ``response`` is the new text. ``winner`` indexes the
         candidates of the last :meth:`score` call (None if this session did not score);
         ``own_draft`` says the winning text is this session's own last draft."""
+
+    @abstractmethod
+    def count_tokens(self, response: str) -> int:
+        """Length of ``response`` in this member's tokens (its own tokens where it wrote the text)."""
+
+    @abstractmethod
+    def truncate(self, response: str, max_tokens: int) -> str:
+        """The text of the first ``max_tokens`` of this member's tokens of ``response``."""
 
     @abstractmethod
     def close(self) -> None:
@@ -313,7 +331,7 @@ class LocalSession(MemberSession):
                 break
             tokens.append(token)
             if step + 1 < max_tokens:
-                logits = self._forward([token], logits_to_keep=1)
+                logits = self._forward([token], logits_to_keep=1)[-1]
                 self.cached_ids.append(token)
         self.counters.drafted_tokens += len(tokens)
 
@@ -470,6 +488,15 @@ class LocalSession(MemberSession):
             if self._continuation(base, own.tokens[:count]) == wanted:
                 return self.response_ids + own.tokens[:count]
         return None
+
+    def count_tokens(self, response: str) -> int:
+        return len(self._view(response)) - len(self.prompt_ids)
+
+    def truncate(self, response: str, max_tokens: int) -> str:
+        ids = self._view(response)[len(self.prompt_ids) :][:max_tokens]
+        text = self._continuation(self.prompt_ids, ids).rstrip(REPLACEMENT_CHAR)
+        self.response_text, self.response_ids = text, ids  # keep this member's own tokens for the cut text
+        return text
 
     def _drop_verified(self) -> None:
         if self._verified is not None:

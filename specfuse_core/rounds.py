@@ -20,7 +20,7 @@ from .messages import Conversation, last_user_text
 from .results import CandidateTrace, GenerationResult, MemberUsage, RoundTrace, SegmentEvent, Trace, Usage
 from .sampling import TokenChooser
 from .scoring import HedgeWeights, combine, members_to_exit, normalize_scores, pick_winner
-from .text_align import REPLACEMENT_CHAR, repetition_share, stop_holdback, stop_position
+from .text_align import repetition_share, stop_holdback, stop_position
 
 
 class EnsembleRequest:
@@ -33,7 +33,6 @@ class EnsembleRequest:
     ) -> None:
         self.config = config
         self.members = {m.name: m for m in members}
-        self.counter = members[0]  # output length is counted in the first member's tokens
         self.hedge = hedge
         self.trace = Trace()
         self.reserve = 4 * config.segment_tokens  # room a round needs in every member's window
@@ -51,10 +50,11 @@ class EnsembleRequest:
             raise NoCandidatesError(
                 "every member sat this request out: " + "; ".join(self.trace.skipped.values())
             )
+        self.counter = next(iter(self.sessions))  # output length is counted in this member's tokens
         self.active: list[str] = list(self.sessions)
         self.quality = {name: 0.0 for name in self.active}
         self.history = last_user_text(conversation)
-        self.prompt_tokens = len(self.counter.prompt_ids(conversation))
+        self.prompt_tokens = self.sessions[self.counter].prompt_tokens
         self.response = ""
         self.released = 0
         self.rounds = 0
@@ -101,7 +101,7 @@ class EnsembleRequest:
         )
 
     def usage(self) -> Usage:
-        completion = len(self.counter.encode(self.response)) if self.response else 0
+        completion = self.sessions[self.counter].count_tokens(self.response) if self.response else 0
         members = {
             name: MemberUsage(**vars(session.counters)) for name, session in self.sessions.items()
         }
@@ -220,10 +220,11 @@ class EnsembleRequest:
             cut = stop_position(response, config.stop, start=max(0, len(self.response) - longest + 1))
             if cut is not None:
                 response, finish = response[:cut], "stop_sequence"
-        ids = self.counter.encode(response)
-        if len(ids) >= config.max_new_tokens:
-            if len(ids) > config.max_new_tokens:
-                response = self.counter.decode(ids[: config.max_new_tokens]).rstrip(REPLACEMENT_CHAR)
+        counter = self.sessions[self.counter]
+        length = counter.count_tokens(response)
+        if length >= config.max_new_tokens:
+            if length > config.max_new_tokens:
+                response = counter.truncate(response, config.max_new_tokens)
             finish = finish or "length"
         if finish is None and self.rounds >= config.round_cap:
             finish = "length"

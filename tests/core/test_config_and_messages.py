@@ -1,0 +1,74 @@
+from __future__ import annotations
+
+import math
+
+import pytest
+from pydantic import ValidationError
+
+from specfuse_core import EnsembleConfig, InvalidConversationError
+from specfuse_core.messages import normalize_conversation
+
+
+@pytest.mark.parametrize(
+    "field,value",
+    [
+        ("max_new_tokens", 0),
+        ("max_new_tokens", -5),
+        ("temperature", -0.1),
+        ("temperature", math.nan),
+        ("top_p", 0.0),
+        ("top_p", 1.5),
+        ("segment_tokens", 0),
+        ("stop", [""]),
+        ("weighting", "magic"),
+        ("exit_threshold", 1.0),
+        ("unknown_field", 1),
+    ],
+)
+def test_bad_config_values_fail_with_the_field_named(field, value):
+    with pytest.raises(ValidationError, match=field):
+        EnsembleConfig(**{field: value})
+
+
+def test_overrides_are_validated_and_none_is_ignored():
+    config = EnsembleConfig(max_new_tokens=10)
+    assert config.with_overrides(max_new_tokens=None) is config
+    assert config.with_overrides(max_new_tokens=20, stop="END").stop == ["END"]
+    with pytest.raises(ValidationError):
+        config.with_overrides(temperature=-1)
+
+
+def test_round_cap_defaults_to_max_new_tokens():
+    assert EnsembleConfig(max_new_tokens=33).round_cap == 33
+    assert EnsembleConfig(max_new_tokens=33, max_rounds=4).round_cap == 4
+
+
+def test_string_is_one_user_message():
+    assert normalize_conversation("hi") == [{"role": "user", "content": "hi"}]
+
+
+class _Message:
+    def __init__(self, role, content):
+        self.role, self.content = role, content
+
+
+def test_objects_with_role_and_content_are_accepted():
+    assert normalize_conversation([_Message("user", "x")]) == [{"role": "user", "content": "x"}]
+
+
+@pytest.mark.parametrize(
+    "messages,fragment",
+    [
+        ([], "empty"),
+        (None, "must be a string"),
+        ({"role": "user"}, "must be a string"),
+        ([{"role": "system", "content": "be nice"}], "only system"),
+        ([{"role": "wizard", "content": "x"}], "unknown role"),
+        ([{"role": "user", "content": 3}], "must be a string"),
+        ([{"role": "user"}], "needs 'role' and 'content'"),
+        ([42], "not a role/content message"),
+    ],
+)
+def test_bad_conversations_raise_named_errors(messages, fragment):
+    with pytest.raises(InvalidConversationError, match=fragment):
+        normalize_conversation(messages)

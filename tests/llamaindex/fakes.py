@@ -1,0 +1,79 @@
+"""A scripted stand-in for a specfuse member: no weights, deterministic, instant.
+
+Each fake member "drafts" the next ``segment_tokens`` characters of its script (one character = one
+token) and scores candidates by how well they match its script. It records every conversation it is
+started with, so tests can check exactly what the adapter hands the core.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from specfuse_core.errors import ContextWindowExceededError
+from specfuse_core.member import Candidate, Draft, MemberCounters, MemberSession
+
+
+class ScriptedMember:
+    device = "cpu"
+
+    def __init__(self, name: str, script: str, context_window: int = 4096) -> None:
+        self.name = name
+        self.script = script
+        self.context_window = context_window
+        self.conversations: list[list[dict[str, str]]] = []
+
+    # the few Member methods the core uses
+    def encode(self, text: str) -> list[int]:
+        return [ord(c) for c in text]
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return "".join(chr(i) for i in ids)
+
+    def render(self, conversation: list[dict[str, str]]) -> str:
+        return "".join(f"<{m['role']}>{m['content']}" for m in conversation) + "<assistant>"
+
+    def prompt_ids(self, conversation: list[dict[str, str]]) -> list[int]:
+        return self.encode(self.render(conversation))
+
+    def describe(self) -> dict:
+        return {"name": self.name, "context_window": self.context_window}
+
+    def start(self, conversation, chooser, reserved: int = 0) -> "ScriptedSession":
+        prompt = self.prompt_ids(conversation)
+        if len(prompt) + reserved >= self.context_window:
+            raise ContextWindowExceededError(self.name, len(prompt), self.context_window, reserved)
+        self.conversations.append([dict(m) for m in conversation])
+        return ScriptedSession(self, len(prompt))
+
+
+class ScriptedSession(MemberSession):
+    def __init__(self, member: ScriptedMember, prompt_tokens: int) -> None:
+        self.member = member
+        self.name = member.name
+        self.counters = MemberCounters()
+        self.prompt_tokens = prompt_tokens
+        self.response = ""
+
+    @property
+    def context_tokens(self) -> int:
+        return self.prompt_tokens + len(self.response)
+
+    def draft(self, response: str, max_tokens: int, align: bool = True) -> Draft:
+        script = self.member.script
+        if not script.startswith(response):
+            return Draft(text="", finished=True)
+        text = script[len(response) : len(response) + max_tokens]
+        finished = len(response) + len(text) >= len(script)
+        self.counters.drafted_tokens += len(text)
+        return Draft(text=text, finished=finished, tokens_drafted=len(text))
+
+    def score(self, response: str, candidates: Sequence[Candidate]) -> list[float]:
+        self.counters.forward_calls += 1
+        script = self.member.script[len(response) :]
+        return [0.0 if script.startswith(c.text) else -5.0 for c in candidates]
+
+    def accept(self, response: str, winner, own_draft: bool) -> None:
+        self.response = response
+
+    def close(self) -> None:
+        pass
