@@ -15,7 +15,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 from langchain_core.callbacks import (
+    AsyncCallbackManager,
     AsyncCallbackManagerForLLMRun,
+    CallbackManager,
     CallbackManagerForLLMRun,
 )
 from langchain_core.callbacks.manager import adispatch_custom_event, dispatch_custom_event
@@ -31,6 +33,7 @@ from langchain_core.messages import (
 )
 from langchain_core.messages.ai import UsageMetadata
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
+from langchain_core.runnables import RunnableConfig
 from pydantic import Field, PrivateAttr, model_validator
 from typing_extensions import Self
 
@@ -356,6 +359,8 @@ class ChatSpecFuse(BaseChatModel):
                     chunk = self._chunk(event, stream.result() if event.finish_reason else None)
                     await run_manager.on_llm_new_token(event.text, chunk=chunk)
                     await _adispatch(event, run_manager)
+                if event.finish_reason:
+                    break  # the request is done: no further thread hop just to learn that
             result = stream.result()
         finally:
             await stream.aclose()
@@ -378,6 +383,8 @@ class ChatSpecFuse(BaseChatModel):
                     await run_manager.on_llm_new_token(event.text, chunk=chunk)
                 await _adispatch(event, run_manager)
                 yield chunk
+                if event.finish_reason:
+                    break
         finally:
             await stream.aclose()
 
@@ -444,22 +451,37 @@ def _event_data(event: SegmentEvent) -> dict[str, Any]:
     return {**_record(event), "segment": event.segment, "finish_reason": event.finish_reason}
 
 
+def _run_callbacks(run_manager: Any, manager_class: type) -> Any:
+    """A callback manager whose parent is this chat model run, holding the run's handlers, so a custom
+    event dispatched through it is reported on this run (LLM run managers have no ``get_child``)."""
+    return manager_class(
+        handlers=list(run_manager.handlers),
+        inheritable_handlers=list(run_manager.inheritable_handlers),
+        parent_run_id=run_manager.run_id,
+        tags=list(run_manager.tags),
+        inheritable_tags=list(run_manager.inheritable_tags),
+        metadata=dict(run_manager.metadata),
+        inheritable_metadata=dict(run_manager.inheritable_metadata),
+    )
+
+
 def _dispatch(event: SegmentEvent, run_manager: CallbackManagerForLLMRun | None) -> None:
-    """Custom event on the chat model run; without a run manager, on the enclosing run if any."""
+    """Custom event per segment: on the chat model run when LangChain handed us its run manager;
+    otherwise on the enclosing run (e.g. a chain), and skipped outside any run."""
     if run_manager is not None:
-        dispatch_custom_event(SEGMENT_EVENT, _event_data(event), config={"callbacks": run_manager.get_child()})
+        config = RunnableConfig(callbacks=_run_callbacks(run_manager, CallbackManager))
+        dispatch_custom_event(SEGMENT_EVENT, _event_data(event), config=config)
         return
     try:
         dispatch_custom_event(SEGMENT_EVENT, _event_data(event))
-    except RuntimeError:  # called outside any run (e.g. .stream() on the model itself): chunks carry it
+    except RuntimeError:  # no parent run (e.g. .stream() on the model itself); the chunks carry it
         pass
 
 
 async def _adispatch(event: SegmentEvent, run_manager: AsyncCallbackManagerForLLMRun | None) -> None:
     if run_manager is not None:
-        await adispatch_custom_event(
-            SEGMENT_EVENT, _event_data(event), config={"callbacks": run_manager.get_child()}
-        )
+        config = RunnableConfig(callbacks=_run_callbacks(run_manager, AsyncCallbackManager))
+        await adispatch_custom_event(SEGMENT_EVENT, _event_data(event), config=config)
         return
     try:
         await adispatch_custom_event(SEGMENT_EVENT, _event_data(event))

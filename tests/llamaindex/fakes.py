@@ -21,6 +21,7 @@ class ScriptedMember:
         self.script = script
         self.context_window = context_window
         self.conversations: list[list[dict[str, str]]] = []
+        self.closed = 0  # sessions closed (the core closes each request's sessions once done)
 
     # the few Member methods the core uses
     def encode(self, text: str) -> list[int]:
@@ -60,8 +61,8 @@ class ScriptedSession(MemberSession):
 
     def draft(self, response: str, max_tokens: int, align: bool = True) -> Draft:
         script = self.member.script
-        if not script.startswith(response):
-            return Draft(text="", finished=True)
+        if not script.startswith(response):  # off its script: nothing to propose this round
+            return Draft(text="", finished=False)
         text = script[len(response) : len(response) + max_tokens]
         finished = len(response) + len(text) >= len(script)
         self.counters.drafted_tokens += len(text)
@@ -69,11 +70,29 @@ class ScriptedSession(MemberSession):
 
     def score(self, response: str, candidates: Sequence[Candidate]) -> list[float]:
         self.counters.forward_calls += 1
-        script = self.member.script[len(response) :]
-        return [0.0 if script.startswith(c.text) else -5.0 for c in candidates]
+        rest = self.member.script[len(response) :] if self.member.script.startswith(response) else None
+
+        def matches(c: Candidate) -> bool:
+            if rest is None:
+                return False
+            return rest == c.text if c.finished else bool(c.text) and rest.startswith(c.text)
+
+        return [0.0 if matches(c) else -5.0 for c in candidates]
 
     def accept(self, response: str, winner, own_draft: bool) -> None:
         self.response = response
 
     def close(self) -> None:
-        pass
+        self.member.closed += 1
+
+
+def scripted_ensemble(script: str, other: str = "Something else entirely.", context_window: int = 4096):
+    """Three scripted members: two agree on ``script`` (so it wins every round), one dissents."""
+    from specfuse_core import EnsembleConfig, SpecFuse
+
+    members = [
+        ScriptedMember("alpha", script, context_window),
+        ScriptedMember("beta", script, context_window),
+        ScriptedMember("gamma", other, context_window),
+    ]
+    return SpecFuse(members, EnsembleConfig())

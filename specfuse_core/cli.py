@@ -1,0 +1,109 @@
+"""``specfuse`` command line: ``specfuse chat "question"`` streams the ensemble's answer segment by segment."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from rich.console import Console
+from rich.table import Table
+
+from .config import EnsembleConfig
+from .engine import SpecFuse
+from .errors import SpecFuseError
+from .results import GenerationResult
+
+COLOURS = ["cyan", "magenta", "green", "yellow", "blue", "red"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="specfuse", description="Segment-level ensembling of local LLMs.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    chat = commands.add_parser("chat", help="answer one question with the ensemble, streaming segments")
+    chat.add_argument("question", help="the user message")
+    chat.add_argument("--preset", default=None, help="packaged ensemble (default: tiny, unless --model is given)")
+    chat.add_argument("--model", action="append", default=[], metavar="PATH_OR_ID", help="a member: .gguf file, directory or hub id (repeatable)")
+    chat.add_argument("--system", default=None, help="a system message")
+    chat.add_argument("--max-tokens", type=int, default=128, help="max new tokens, counted in the first member's tokens")
+    chat.add_argument("--temperature", type=float, default=0.0)
+    chat.add_argument("--top-p", type=float, default=1.0)
+    chat.add_argument("--seed", type=int, default=None)
+    chat.add_argument("--segment-tokens", type=int, default=10)
+    chat.add_argument("--weighting", choices=["uniform", "hedge"], default="uniform")
+    chat.add_argument("--model-exit", action="store_true", help="drop members that keep losing")
+    chat.add_argument("--stop", action="append", default=[], help="stop string (repeatable)")
+    chat.add_argument("--trace", action="store_true", help="print a per-round table after the answer")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    out = Console(highlight=False)
+    err = Console(stderr=True, highlight=False)
+    try:
+        config = EnsembleConfig(
+            max_new_tokens=args.max_tokens,
+            temperature=args.temperature,
+            top_p=args.top_p,
+            seed=args.seed,
+            segment_tokens=args.segment_tokens,
+            weighting=args.weighting,
+            model_exit=args.model_exit,
+            stop=args.stop,
+        )
+        ensemble = _build_ensemble(args, config)
+        messages = ([{"role": "system", "content": args.system}] if args.system else []) + [
+            {"role": "user", "content": args.question}
+        ]
+        colour = {name: COLOURS[i % len(COLOURS)] for i, name in enumerate(ensemble.member_names)}
+        stream = ensemble.stream(messages)
+        for event in stream:
+            out.print(event.text, style=colour[event.member] if out.is_terminal else None, end="", markup=False, soft_wrap=True)
+        out.print()
+        result = stream.result()
+    except (SpecFuseError, ValueError) as error:
+        err.print(f"[bold red]error:[/] {error}", markup=True)
+        return 2
+    if out.is_terminal:
+        legend = "  ".join(f"[{colour[n]}]{n}[/]" for n in ensemble.member_names)
+        err.print(f"segments coloured by winning member: {legend}")
+    if args.trace:
+        err.print(trace_table(result))
+    err.print(
+        f"finish_reason={result.finish_reason} rounds={len(result.trace.rounds)} "
+        f"completion_tokens={result.usage.completion_tokens} forward_calls={result.usage.forward_calls}",
+        markup=False,
+    )
+    return 0
+
+
+def _build_ensemble(args: argparse.Namespace, config: EnsembleConfig) -> SpecFuse:
+    from .loading import load_preset_members, model_spec_member
+
+    members = []
+    if args.preset or not args.model:
+        members.extend(load_preset_members(args.preset or "tiny"))
+    members.extend(model_spec_member(spec) for spec in args.model)
+    return SpecFuse(members, config)
+
+
+def trace_table(result: GenerationResult) -> Table:
+    table = Table(title="rounds", show_lines=False)
+    for column in ("round", "winner", "segment", "scores (member: combined)", "active", "exited"):
+        table.add_column(column)
+    for r in result.trace.rounds:
+        scores = ", ".join(f"{'+'.join(c.proposers)}: {c.combined:.2f}" for c in r.candidates)
+        table.add_row(
+            str(r.round),
+            r.winner_member,
+            repr(r.candidates[r.winner].text),
+            scores,
+            ", ".join(r.active_members),
+            ", ".join(r.exited),
+        )
+    return table
+
+
+if __name__ == "__main__":
+    sys.exit(main())

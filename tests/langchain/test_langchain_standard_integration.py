@@ -1,0 +1,28 @@
+"""LangChain standard integration tests for ChatSpecFuse on the real tiny preset (offline, CPU).
+
+No tool calling, structured output, JSON mode or multimodal input: the standard suite skips those
+tests because ChatSpecFuse does not override ``bind_tools``/``with_structured_output`` and declares no
+other capability. A per-call ``model=`` override is refused (one instance is one ensemble).
+"""
+
+import pytest
+from langchain_core.language_models import BaseChatModel
+from langchain_tests.integration_tests import ChatModelIntegrationTests
+
+from langchain_specfuse import ChatSpecFuse
+
+pytestmark = pytest.mark.integration
+
+
+class TestChatSpecFuseStandardIntegration(ChatModelIntegrationTests):
+    @property
+    def chat_model_class(self) -> type[BaseChatModel]:
+        return ChatSpecFuse
+
+    @property
+    def chat_model_params(self) -> dict:
+        return {"preset": "tiny", "max_tokens": 16}
+
+    @property
+    def supports_model_override(self) -> bool:
+        return False

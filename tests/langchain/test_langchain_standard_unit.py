@@ -1,0 +1,16 @@
+"""LangChain standard unit tests for ChatSpecFuse (no weights are loaded: construction is lazy)."""
+
+from langchain_core.language_models import BaseChatModel
+from langchain_tests.unit_tests import ChatModelUnitTests
+
+from langchain_specfuse import ChatSpecFuse
+
+
+class TestChatSpecFuseStandardUnit(ChatModelUnitTests):
+    @property
+    def chat_model_class(self) -> type[BaseChatModel]:
+        return ChatSpecFuse
+
+    @property
+    def chat_model_params(self) -> dict:
+        return {"preset": "tiny"}

@@ -1,0 +1,155 @@
+"""ChatSpecFuse without model work: construction, identity, settings and input conversion."""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import pytest
+from langchain_core.messages import AIMessage, AIMessageChunk, ChatMessage, HumanMessage, SystemMessage, ToolMessage
+
+from langchain_specfuse import ChatSpecFuse
+from langchain_specfuse.chat_models import _record, _to_conversation
+from specfuse_core import SegmentEvent
+
+TINY_MEMBERS = ["smollm2-135m", "gemma3-270m", "qwen2.5-coder-0.5b"]
+
+
+def test_construction_is_lazy_and_defaults_to_the_tiny_preset() -> None:
+    model = ChatSpecFuse()
+    assert model.preset == "tiny"
+    assert model._ensemble is None  # nothing loaded until the first call
+    assert model.member_names == TINY_MEMBERS
+    assert model.model_name == "specfuse:tiny"
+
+
+def test_explicit_models_name_the_members_like_the_core_loader() -> None:
+    model = ChatSpecFuse(models=["/models/SmolLM2-135M.Q4_1.gguf", "/models/qwen2.5-0.5b/"])
+    assert model.member_names == ["SmolLM2-135M.Q4_1", "qwen2.5-0.5b"]
+    assert model.model_name == "specfuse:SmolLM2-135M.Q4_1+qwen2.5-0.5b"
+    assert model._ensemble is None
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"preset": "tiny", "models": ["a"]}, "either preset or models"),
+        ({"models": []}, "at least one"),
+        ({"preset": "huge"}, "no preset named 'huge'"),
+        ({"temperature": -1.0}, "temperature"),
+        ({"segment_tokens": 0}, "segment_tokens"),
+        ({"stop": [""]}, "non-empty"),
+        ({"weighting": "votes"}, "weighting"),
+        ({"ensemble_kwargs": {"no_such_field": 1}}, "no_such_field"),
+    ],
+)
+def test_bad_settings_fail_at_construction(kwargs: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        ChatSpecFuse(**kwargs)
+
+
+def test_any_ensemble_config_field_is_accepted_and_other_keywords_warn() -> None:
+    model = ChatSpecFuse(exclude_self_vote=True, normalization="rank")
+    assert model.ensemble_kwargs == {"exclude_self_vote": True, "normalization": "rank"}
+    with pytest.warns(UserWarning, match="ignores api_key, timeout"):
+        ChatSpecFuse(api_key="x", timeout=10)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ChatSpecFuse(preset="tiny", max_tokens=8, temperature=0.5, streaming=True)
+
+
+def test_identifying_and_langsmith_params_are_small_and_serialisable() -> None:
+    model = ChatSpecFuse(max_tokens=12, temperature=0.3, seed=7, stop=["\n\n"], weighting="hedge", model_exit=True)
+    params = model._identifying_params
+    assert params == {
+        "model_name": "specfuse:tiny",
+        "members": TINY_MEMBERS,
+        "preset": "tiny",
+        "max_tokens": 12,
+        "temperature": 0.3,
+        "seed": 7,
+        "weighting": "hedge",
+        "model_exit": True,
+        "stop": ["\n\n"],
+    }
+    json.dumps(params)
+    ls = model._get_ls_params(stop=["END"])
+    assert ls["ls_provider"] == "specfuse"
+    assert ls["ls_model_name"] == "specfuse:tiny"
+    assert ls["ls_model_type"] == "chat"
+    assert ls["ls_temperature"] == 0.3
+    assert ls["ls_max_tokens"] == 12
+    assert ls["ls_stop"] == ["\n\n", "END"]  # field and call stops both apply
+    assert ls["ls_ensemble_members"] == TINY_MEMBERS
+    json.dumps(ls)
+    defaults = ChatSpecFuse()._get_ls_params()
+    assert defaults["ls_temperature"] == 0.0 and defaults["ls_max_tokens"] == 256  # the core defaults
+
+
+def test_call_overrides_are_validated_and_mapped_to_ensemble_config() -> None:
+    model = ChatSpecFuse(max_tokens=12, stop=["A"])
+    overrides = model._config(model._stop_list(["B"]), max_tokens=5, temperature=0.7, stream=True)
+    assert overrides["max_new_tokens"] == 5
+    assert overrides["temperature"] == 0.7
+    assert overrides["stop"] == ["A", "B"]
+    assert "stream" not in overrides
+    with pytest.raises(ValueError, match="tools"):
+        model._config([], tools=[{"name": "x"}])
+    with pytest.raises(ValueError, match="cannot switch models"):
+        model._config([], model="gpt-4o")
+    assert model._config([], model="specfuse:tiny")["max_new_tokens"] == 12
+    with pytest.raises(ValueError, match="top_p"):
+        model._config([], top_p=2.0)
+
+
+def test_messages_convert_to_a_text_conversation() -> None:
+    messages = [
+        SystemMessage("Be brief."),
+        HumanMessage([{"type": "text", "text": "Hi "}, "there"], name="ana"),
+        AIMessage("Hello."),
+        ChatMessage(role="user", content="Bye?"),
+    ]
+    assert _to_conversation(messages) == [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Hi there"},
+        {"role": "assistant", "content": "Hello."},
+        {"role": "user", "content": "Bye?"},
+    ]
+
+
+@pytest.mark.parametrize(
+    "message, error",
+    [
+        (ToolMessage("3", tool_call_id="call_1"), "no tool calling"),
+        (ChatMessage(role="critic", content="meh"), "role 'critic'"),
+        (HumanMessage([{"type": "image", "url": "https://example.com/cat.png"}]), "text only"),
+    ],
+)
+def test_unsupported_messages_are_refused(message, error: str) -> None:
+    with pytest.raises(ValueError, match=error):
+        _to_conversation([message])
+
+
+def test_provenance_records_survive_chunk_merging() -> None:
+    """Per-segment records are lists (extended on merge); strings and ints appear once, on the last chunk."""
+    events = [
+        SegmentEvent(text="Hel", segment="Hel", round=1, member="a", proposers=["a", "b"],
+                     scores={"a": 0.6, "b": 0.6, "c": 0.4}, active_members=["a", "b", "c"]),
+        SegmentEvent(text="lo", segment="lo", round=2, member="c", proposers=["c"],
+                     scores={"a": 0.3, "c": 0.7}, active_members=["a", "c"], finish_reason="stop"),
+    ]
+    chunks = [
+        AIMessageChunk(content=e.text, response_metadata={"model_provider": "specfuse", "segments": [_record(e)]})
+        for e in events
+    ]
+    chunks[-1].response_metadata.update({"model_name": "specfuse:tiny", "finish_reason": "stop",
+                                         "trace": {"rounds": 2, "wins": {"a": 1, "c": 1}, "exited": ["b"]}})
+    merged = chunks[0] + chunks[1]
+    assert merged.content == "Hello"
+    meta = merged.response_metadata
+    assert [r["member"] for r in meta["segments"]] == ["a", "c"]
+    assert [r["round"] for r in meta["segments"]] == [1, 2]
+    assert meta["segments"][0]["scores"] == {"a": 0.6, "b": 0.6, "c": 0.4}
+    assert meta["model_provider"] == "specfuse"
+    assert meta["model_name"] == "specfuse:tiny"
+    assert meta["trace"]["rounds"] == 2
