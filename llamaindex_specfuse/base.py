@@ -281,9 +281,10 @@ class SpecFuseLLM(LLM):
 
     def _overrides(self, kwargs: Dict[str, Any]) -> Dict[str, Any]:
         """Per-call keyword arguments that name ensemble settings (``max_tokens`` is an alias of
-        ``max_new_tokens``); anything else LlamaIndex passes along is ignored."""
-        overrides = {key: value for key, value in kwargs.items() if key in _CONFIG_FIELDS}
-        if "max_tokens" in kwargs and "max_new_tokens" not in overrides:
+        ``max_new_tokens``; ``None`` means "keep the field"); anything else LlamaIndex passes along
+        is ignored."""
+        overrides = {key: value for key, value in kwargs.items() if key in _CONFIG_FIELDS and value is not None}
+        if kwargs.get("max_tokens") is not None and "max_new_tokens" not in overrides:
             overrides["max_new_tokens"] = kwargs["max_tokens"]
         ignored = sorted(set(kwargs) - set(overrides) - {"max_tokens", "formatted"})
         if ignored:

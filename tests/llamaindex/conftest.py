@@ -18,6 +18,21 @@ from llama_index.core.instrumentation.events import BaseEvent
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+
+def _torch_threads() -> None:
+    """On small shared CPUs one intra-op thread per process is much faster than oversubscribing
+    (about 3x here); SPECFUSE_TEST_TORCH_THREADS overrides."""
+    import torch
+
+    wanted = os.environ.get("SPECFUSE_TEST_TORCH_THREADS")
+    if wanted:
+        torch.set_num_threads(int(wanted))
+    elif (os.cpu_count() or 1) <= 4:
+        torch.set_num_threads(1)
+
+
+_torch_threads()
+
 # Short answers keep the real-model tests quick on a CPU.
 MAX_NEW_TOKENS = 24
 

@@ -52,12 +52,22 @@ class ScriptedSession(MemberSession):
         self.member = member
         self.name = member.name
         self.counters = MemberCounters()
-        self.prompt_tokens = prompt_tokens
+        self._prompt_tokens = prompt_tokens
         self.response = ""
 
     @property
+    def prompt_tokens(self) -> int:
+        return self._prompt_tokens
+
+    @property
     def context_tokens(self) -> int:
-        return self.prompt_tokens + len(self.response)
+        return self._prompt_tokens + len(self.response)
+
+    def count_tokens(self, response: str) -> int:
+        return len(response)
+
+    def truncate(self, response: str, max_tokens: int) -> str:
+        return response[:max_tokens]
 
     def draft(self, response: str, max_tokens: int, align: bool = True) -> Draft:
         script = self.member.script
@@ -96,3 +106,15 @@ def scripted_ensemble(script: str, other: str = "Something else entirely.", cont
         ScriptedMember("gamma", other, context_window),
     ]
     return SpecFuse(members, EnsembleConfig())
+
+
+def fake_llm(script: str = "Hello there, general Kenobi.", **kwargs):
+    """A SpecFuseLLM over :func:`scripted_ensemble`; returns ``(llm, members)``."""
+    from llamaindex_specfuse import SpecFuseLLM
+
+    ensemble = scripted_ensemble(script, context_window=kwargs.pop("member_window", 4096))
+    return SpecFuseLLM(ensemble=ensemble, **kwargs), ensemble.members
+
+
+def expected_segments(script: str, segment_tokens: int = 10) -> list[str]:
+    return [script[i : i + segment_tokens] for i in range(0, len(script), segment_tokens)]
