@@ -81,7 +81,7 @@ async def stream_with_provenance(chain, question: str) -> None:
 
 def main() -> None:
     question = sys.argv[1] if len(sys.argv) > 1 else "Who is the keeper of the Varnholm lighthouse?"
-    llm = ChatSpecFuse(preset="tiny", max_tokens=24, segment_tokens=4)
+    llm = ChatSpecFuse(preset="tiny", max_tokens=24, segment_tokens=3)  # short segments: watch them arrive
     chain = build_chain(llm)
     print("Q:", question)
     print("A:", chain.invoke(question))

@@ -266,6 +266,23 @@ class _VerifiedBlocks:
 
 
 @dataclass
+class _DraftRecord:
+    """What a draft leaves behind for scoring its own candidate without re-feeding it."""
+
+    context: list[int]
+    context_logprobs: torch.Tensor  # next-token log-probs at the end of the context
+    tokens: list[int] = field(default_factory=list)  # every drafted token (its keys/values are cached)
+    token_logprobs: list[float] = field(default_factory=list)
+    end_logprob: float | None = None  # log-prob of the end-of-turn token where the draft stopped
+    text: str = ""
+    finished: bool = False
+
+    def own_logprobs(self, count: int, finished: bool) -> list[float]:
+        picked = self.token_logprobs[: count - (1 if finished else 0)]
+        return picked + [self.end_logprob] if finished else picked
+
+
+@dataclass
 class _OwnDraft:
     response: str
     tokens: list[int]
@@ -284,6 +301,7 @@ class LocalSession(MemberSession):
         self.response_ids: list[int] = []  # this member's tokens for response_text
         self._verified: _VerifiedBlocks | None = None
         self._own_draft: _OwnDraft | None = None
+        self._draft_record: _DraftRecord | None = None
 
     @property
     def prompt_tokens(self) -> int:
@@ -322,18 +340,25 @@ class LocalSession(MemberSession):
         self._drop_verified()
         context = self._view(response)
         logits = self._sync(context)
+        record = _DraftRecord(context=context, context_logprobs=torch.log_softmax(logits.float(), -1))
+        logprobs = record.context_logprobs
         tokens: list[int] = []
         finished = False
         for step in range(max_tokens):
             token = self.chooser.choose(logits)
             if token in self.member.stop_token_ids:
                 finished = True
+                if self.member.end_of_turn_id is not None:
+                    record.end_logprob = float(logprobs[self.member.end_of_turn_id])
                 break
             tokens.append(token)
+            record.token_logprobs.append(float(logprobs[token]))
             if step + 1 < max_tokens:
                 logits = self._forward([token], logits_to_keep=1)[-1]
+                logprobs = torch.log_softmax(logits.float(), -1)
                 self.cached_ids.append(token)
         self.counters.drafted_tokens += len(tokens)
+        record.tokens = list(tokens)
 
         text, tokens = self._complete_characters(context, tokens, finished)
         for stop in self.member.stop_strings:  # plain-format members end their turn with text
@@ -344,7 +369,9 @@ class LocalSession(MemberSession):
         if align:
             text = cut_to_word_boundary(text, finished)
         self._own_draft = _OwnDraft(response, tokens)
-        return Draft(text=text, finished=finished, tokens_drafted=len(tokens))
+        record.text, record.finished = text, finished
+        self._draft_record = record
+        return Draft(text=text, finished=finished, tokens_drafted=len(record.tokens))
 
     def _continuation(self, context: list[int], tokens: list[int]) -> str:
         """Text of ``tokens`` as it reads after ``context`` (decoding with a few tokens of left context,
@@ -383,74 +410,120 @@ class LocalSession(MemberSession):
             full_ids.append(full)
             keeps.append(prompt_len + shared)
             targets.append(scored)
-
-        # Re-feed from the earliest position whose output predicts a candidate's first token.
-        first_needed = min(keeps) - 1
-        start = min(common_prefix_length(self.cached_ids, context), first_needed)
-        crop_to(self.cache, start)
-        shared_ids = context[start:]
         inputs = [t[:-1] for t in targets]
+
+        own = self._reusable_draft(context, candidates, keeps, targets)
+        if own is not None:
+            # This member's own candidate is scored from its draft's log-probs, and its keys/values stay
+            # where the draft left them (hidden from the other blocks): only the others are fed.
+            start, hidden, shared_ids = context_len, len(self.cached_ids) - context_len, []
+            packed_blocks = [i for i in range(len(candidates)) if i != own]
+        else:
+            # Re-feed from the earliest position whose output predicts a candidate's first token.
+            start = min(common_prefix_length(self.cached_ids, context), min(keeps) - 1)
+            hidden, shared_ids = 0, context[start:]
+            crop_to(self.cache, start)
+            packed_blocks = list(range(len(candidates)))
+
         positions = list(range(start, context_len))
-        block_starts, rows, row_slices = [], [], []
+        block_starts = [context_len] * len(candidates)  # the own candidate's tokens already sit there
+        rows: list[int] = []
+        row_slices: dict[int, tuple[int, int]] = {}
         offset = len(shared_ids)
-        for keep, block in zip(keeps, inputs):
-            block_starts.append(start + offset)
+        for i in packed_blocks:
+            keep, block = keeps[i], inputs[i]
+            block_starts[i] = start + hidden + offset
             positions.extend(range(keep, keep + len(block)))
-            first_row = keep - 1 - start
-            row_slices.append((len(rows), len(rows) + 1 + len(block)))
-            rows.append(first_row)
+            first_rows = [] if own is not None else [keep - 1 - start]
+            row_slices[i] = (len(rows), len(rows) + len(first_rows) + len(block))
+            rows.extend(first_rows)
             rows.extend(range(offset, offset + len(block)))
             offset += len(block)
-        packed = shared_ids + [t for block in inputs for t in block]
-        mask = self._packed_mask(start, context_len, keeps, [len(b) for b in inputs], positions)
-        logits = self._forward(
-            packed,
-            position_ids=torch.tensor([positions], device=member.device),
-            attention_mask=mask,
-            logits_to_keep=torch.tensor(rows, device=member.device),
-        )
-        logprobs = torch.log_softmax(logits.float(), dim=-1)
+        packed = shared_ids + [t for i in packed_blocks for t in inputs[i]]
+        logprobs = None
+        if packed:
+            mask = self._packed_mask(
+                start, hidden, len(shared_ids), [keeps[i] for i in packed_blocks], [len(inputs[i]) for i in packed_blocks], positions
+            )
+            logits = self._forward(
+                packed,
+                position_ids=torch.tensor([positions], device=member.device),
+                attention_mask=mask,
+                logits_to_keep=torch.tensor(rows, device=member.device),
+            )
+            logprobs = torch.log_softmax(logits.float(), dim=-1)
         self.cached_ids = list(context)
         self._verified = _VerifiedBlocks(list(context), full_ids, keeps, block_starts, inputs)
 
         scores = []
-        for (lo, hi), target in zip(row_slices, targets):
-            picked = logprobs[lo:hi].gather(1, torch.tensor(target, device=logprobs.device)[:, None])
-            scores.append(float(picked.mean()))
+        for i, target in enumerate(targets):
+            if i == own:
+                picked = self._draft_record.own_logprobs(len(target), candidates[i].finished)
+            else:
+                lo, hi = row_slices[i]
+                from_pass = target[len(target) - (hi - lo) :]
+                picked = [] if hi == lo else logprobs[lo:hi].gather(1, torch.tensor(from_pass, device=logprobs.device)[:, None])[:, 0].tolist()
+                if own is not None:  # the first token is predicted by the context's last position
+                    picked = [float(self._draft_record.context_logprobs[target[0]])] + picked
+            scores.append(sum(picked) / len(picked))
             self.counters.verified_tokens += len(target)
         return scores
 
-    def _packed_mask(
-        self, start: int, context_len: int, keeps: list[int], lengths: list[int], positions: list[int]
-    ) -> Any:
-        """Additive mask for [shared context tail | block 1 | block 2 | ...] over [cache | those tokens].
+    def _reusable_draft(self, context, candidates, keeps, targets) -> int | None:
+        """Index of this member's own draft among the candidates, when its draft's log-probs and cached
+        keys/values can stand in for scoring it (same context and tokens, no boundary re-feed)."""
+        record = self._draft_record
+        context_len = len(context)
+        if record is None or record.context != context or any(k != context_len for k in keeps):
+            return None
+        if self.cached_ids[:context_len] != context:
+            return None
+        fed = len(self.cached_ids) - context_len
+        for index, cand in enumerate(candidates):
+            if cand.text != record.text or cand.finished != record.finished:
+                continue
+            target = targets[index]
+            count = len(target) - (1 if cand.finished else 0)
+            if cand.finished and (record.end_logprob is None or count != len(record.tokens)):
+                return None
+            if count <= len(record.tokens) and target[:count] == record.tokens[:count] and len(target) - 1 <= fed:
+                return index
+            return None
+        return None
 
-        Each block sees the cache, the shared tail up to its own start, and itself causally; never
-        another candidate's block. Sliding-window layers get the same mask limited to their window.
+    def _packed_mask(
+        self, start: int, hidden: int, n_shared: int, keeps: list[int], lengths: list[int], positions: list[int]
+    ) -> Any:
+        """Additive mask for the packed input [shared context tail | block 1 | block 2 | ...] over the keys
+        [cache prefix | hidden draft region | the packed tokens].
+
+        Each block sees the cache prefix, the shared tail up to its own start, and itself causally;
+        never another block nor the hidden draft. Sliding-window layers get the same mask limited to
+        their window.
         """
         member = self.member
-        n_shared = context_len - start
         q_len = n_shared + sum(lengths)
-        k_len = start + q_len
-        allowed = torch.zeros(q_len, k_len, dtype=torch.bool)
+        base = start + hidden  # key column of the first packed token
+        allowed = torch.zeros(q_len, base + q_len, dtype=torch.bool)
         allowed[:, :start] = True
-        allowed[:n_shared, start : start + n_shared] = torch.tril(torch.ones(n_shared, n_shared, dtype=torch.bool))
+        allowed[:n_shared, base : base + n_shared] = torch.tril(torch.ones(n_shared, n_shared, dtype=torch.bool))
         row = n_shared
         for keep, length in zip(keeps, lengths):
             if length == 0:
                 continue
-            allowed[row : row + length, start : keep] = True
-            allowed[row : row + length, start + row : start + row + length] = torch.tril(
+            allowed[row : row + length, base : base + keep - start] = True
+            allowed[row : row + length, base + row : base + row + length] = torch.tril(
                 torch.ones(length, length, dtype=torch.bool)
             )
             row += length
-        dtype = member.model.dtype
         masks = {"full_attention": allowed}
         types = set(member.layer_types or [])
         if "sliding_attention" in types and member.sliding_window:
-            key_pos = torch.cat([torch.arange(start), torch.tensor(positions[:q_len], dtype=torch.long)])
+            hidden_pos = torch.full((hidden,), -(10**9), dtype=torch.long)  # never visible anyway
+            key_pos = torch.cat([torch.arange(start), hidden_pos, torch.tensor(positions, dtype=torch.long)])
             query_pos = torch.tensor(positions, dtype=torch.long)
             masks["sliding_attention"] = allowed & (key_pos[None, :] > query_pos[:, None] - member.sliding_window)
+        dtype = member.model.dtype
         unknown = types - set(masks)
         if unknown:
             raise NotImplementedError(f"member {member.name!r} has attention layer types {sorted(unknown)} that packed scoring does not support")
@@ -464,6 +537,7 @@ class LocalSession(MemberSession):
     def accept(self, response: str, winner: int | None, own_draft: bool) -> None:
         verified, self._verified = self._verified, None
         own, self._own_draft = self._own_draft, None
+        self._draft_record = None
         own_tokens = self._own_tokens_for(response, own) if own_draft else None
         if verified is not None and winner is not None:
             keep, start, block = verified.keep[winner], verified.starts[winner], verified.inputs[winner]
@@ -508,3 +582,4 @@ class LocalSession(MemberSession):
         self.cached_ids = []
         self._verified = None
         self._own_draft = None
+        self._draft_record = None

@@ -78,3 +78,28 @@ def test_scores_reject_nothing_and_count_tokens(random_members):
     scores = session.score("", [Candidate("Hello", False), Candidate("Hi", True)])
     assert len(scores) == 2 and all(s < 0 for s in scores)
     assert session.counters.verified_tokens >= 3
+
+
+@pytest.mark.parametrize("arch", ["llama", "qwen2", "gemma3"])
+@pytest.mark.parametrize("winner", ["own", "other"])
+def test_own_draft_is_scored_from_the_draft_and_others_in_one_pass(random_members, arch, winner):
+    """The drafter's own candidate reuses its draft's log-probs and keys/values; scores still equal
+    naive scoring, and accepting either candidate leaves a cache equal to a fresh prefill."""
+    member = random_members[arch]
+    session = member.start(CONVERSATION, TokenChooser())
+    draft = session.draft(RESPONSE, 6)
+    candidates = [CANDIDATES[0], draft, CANDIDATES[4]]
+    calls = session.counters.forward_calls
+    packed = session.score(RESPONSE, candidates)
+    assert session.counters.forward_calls == calls + 1
+    assert packed == pytest.approx(naive_scores(member, session.prompt_ids, RESPONSE, candidates), abs=2e-4)
+    if arch == "gemma3":  # its draft re-tokenises to the same tokens, so the reuse path is the one taken
+        assert session._verified.starts[1] == len(session._view(RESPONSE))
+    chosen = 1 if winner == "own" else 0
+    new_response = RESPONSE + candidates[chosen].text
+    session.accept(new_response, chosen, own_draft=chosen == 1)
+    context = session._view(new_response)
+    logits = session._sync(context)
+    with torch.inference_mode():
+        fresh = member.model(torch.tensor([context])).logits[0, -1]
+    assert torch.allclose(logits, fresh, atol=1e-4)

@@ -171,3 +171,16 @@ async def test_astream_events_show_segments_in_a_chain(chat: ChatSpecFuse) -> No
     assert kinds == ["custom", "chunk"] * len(model_chunks)  # each segment's event precedes its chunk
     assert [d["member"] for d in custom] == [c.response_metadata["segments"][0]["member"] for c in model_chunks]
     assert [d["text"] for d in custom] == [c.content for c in model_chunks]
+
+
+def test_stream_events_v3_reports_segments_on_the_model_run() -> None:
+    model = ChatSpecFuse(preset="tiny", max_tokens=12, segment_tokens=4)  # members come from the cache
+    recorder = Recorder()
+    stream = model.stream_events(PROMPT, version="v3", config={"callbacks": [recorder]})
+    deltas = [e["delta"]["text"] for e in stream if e["event"] == "content-block-delta"]
+    message = stream.output
+    rounds = message.response_metadata["trace"]["rounds"]
+    assert len(deltas) == len(recorder.tokens) == len(recorder.custom) == rounds
+    assert "".join(deltas) == "".join(recorder.tokens) == message.text
+    assert {run_id for _, _, run_id in recorder.custom} == set(recorder.llm_runs)
+    assert message.usage_metadata["output_tokens"] > 0

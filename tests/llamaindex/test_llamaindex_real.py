@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from llama_index.core.base.llms.types import ChatMessage, MessageRole
 
-from conftest import MAX_NEW_TOKENS
+from llamaindex_helpers import MAX_NEW_TOKENS
 
 pytestmark = pytest.mark.integration
 

@@ -1,5 +1,5 @@
 """Fast tests of SpecFuseLLM without model weights: metadata, configuration, message formatting,
-responses and errors. The ensemble is made of scripted fake members (see fakes.py)."""
+responses and errors. The ensemble is made of scripted fake members (see llamaindex_fakes.py)."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ from llamaindex_specfuse import SpecFuseLLM, to_core_messages
 from specfuse_core import EnsembleConfig
 from specfuse_core.errors import ContextWindowExceededError, InvalidConversationError, PresetNotFoundError
 
-from fakes import expected_segments, fake_llm
+from llamaindex_fakes import expected_segments, fake_llm
 
 SCRIPT = "Hello there, general Kenobi."
 
@@ -290,7 +290,7 @@ def test_field_changes_apply_to_the_next_call():
 
 
 def test_from_ensemble_starts_from_its_config():
-    from fakes import scripted_ensemble
+    from llamaindex_fakes import scripted_ensemble
 
     ensemble = scripted_ensemble(SCRIPT)
     ensemble.config = EnsembleConfig(segment_tokens=4, max_new_tokens=9)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import QUESTION, SECRET_CODE
+from llamaindex_helpers import QUESTION, SECRET_CODE
 
 pytestmark = pytest.mark.integration
 

@@ -10,7 +10,7 @@ import pytest
 from llama_index.core.base.llms.types import ChatMessage, MessageRole
 from llama_index.core.callbacks import CallbackManager, CBEventType, LlamaDebugHandler
 
-from fakes import expected_segments, fake_llm
+from llamaindex_fakes import expected_segments, fake_llm
 
 SCRIPT = "One, two, three, four, five."
 SEGMENTS = expected_segments(SCRIPT, 6)
