@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import platform
+import resource
 import time
 
 import torch
@@ -111,7 +112,18 @@ def main() -> None:
         efficiency = (sum(measured) / len(measured)) / (sum(ideal) / len(ideal))
         print(f"round: measured {sum(measured) / len(measured):.2f} s, ideal {sum(ideal) / len(ideal):.2f} s")
         print(f"round_efficiency={efficiency:.2f}")
+    weights = sum(p.numel() * p.element_size() for m in ensemble.members for p in m.model.parameters())
+    kv = sum(kv_bytes(m, result.usage.prompt_tokens + out_tokens + 4 * args.segment) for m in ensemble.members)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    print(f"memory: peak RSS {peak / 2**30:.2f} GiB, weights {weights / 2**30:.2f} GiB, KV at the longest context {kv / 2**20:.0f} MiB, "
+          f"peak/(weights+KV)={peak / (weights + kv):.2f}")
     print(f"overhead_ratio={ratio:.2f}")
+
+
+def kv_bytes(member, tokens: int) -> int:
+    config = member.model.config.get_text_config()
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+    return 2 * config.num_hidden_layers * config.num_key_value_heads * head_dim * 4 * tokens
 
 
 if __name__ == "__main__":

@@ -225,7 +225,7 @@ class SpecFuseLLM(LLM):
     def reserved_tokens(self) -> int:
         """Tokens a request keeps free for generation: ``max_new_tokens`` plus the ``4 *
         segment_tokens`` the core reserves for one round in every member's window."""
-        return self.max_new_tokens + 4 * self.segment_tokens
+        return self.max_new_tokens + self.ensemble_config().round_reserve
 
     @property
     def metadata(self) -> LLMMetadata:
@@ -293,19 +293,12 @@ class SpecFuseLLM(LLM):
             self.ensemble_config(**overrides)  # validate now, with the call's error
         return overrides
 
-    def _ready_ensemble(self) -> SpecFuse:
-        ensemble = self.ensemble
-        config = self.ensemble_config()
-        if ensemble.config != config:  # fields changed since the last request
-            ensemble.config = config
-        return ensemble
-
     # ------------------------------------------------------------------ running
     def _segment_event(self, segment: SegmentEvent, span_id: Optional[str]) -> None:
         dispatcher.event(SpecFuseSegmentEvent.from_segment(segment, self.model_name, span_id))
 
     def _run(self, core_messages: List[CoreMessage], overrides: Dict[str, Any], span_id: Optional[str]) -> Tuple[GenerationResult, List[SegmentEvent]]:
-        stream = self._ready_ensemble().stream(core_messages, **overrides)
+        stream = self.ensemble.stream(core_messages, self.ensemble_config(**overrides))
         segments: List[SegmentEvent] = []
         try:
             for segment in stream:
@@ -329,13 +322,13 @@ class SpecFuseLLM(LLM):
     async def _astart(self, core_messages: List[CoreMessage], overrides: Dict[str, Any]) -> Any:
         # Loading members and tokenizing the prompt run off the event loop.
         def start() -> Any:
-            return self._ready_ensemble().astream(core_messages, **overrides)
+            return self.ensemble.astream(core_messages, self.ensemble_config(**overrides))
 
         return await asyncio.to_thread(start)
 
     def _segments(self, core_messages: List[CoreMessage], overrides: Dict[str, Any], span_id: Optional[str]) -> Iterator[Tuple[SegmentEvent, str, Optional[GenerationResult]]]:
         """Start the request now (bad input raises at call time), then yield lazily."""
-        stream = self._ready_ensemble().stream(core_messages, **overrides)
+        stream = self.ensemble.stream(core_messages, self.ensemble_config(**overrides))
 
         def gen() -> Iterator[Tuple[SegmentEvent, str, Optional[GenerationResult]]]:
             text = ""

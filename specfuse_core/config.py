@@ -69,6 +69,11 @@ class EnsembleConfig(BaseModel):
         return list(dict.fromkeys(value))  # de-duplicate, keep order
 
     @property
+    def round_reserve(self) -> int:
+        """Tokens every member's window must keep free for one round (drafts and candidates)."""
+        return 4 * self.segment_tokens
+
+    @property
     def round_cap(self) -> int:
         return self.max_rounds if self.max_rounds is not None else self.max_new_tokens
 

@@ -57,9 +57,12 @@ class SpecFuse:
         return {"members": [m.describe() for m in self.members], "config": self.config.model_dump()}
 
     # ------------------------------------------------------------------ requests
-    def start(self, messages: Any, **overrides: Any) -> EnsembleRequest:
-        """Validate the input and open a request (no model work yet); drive it with ``step()``."""
-        config = self.config.with_overrides(**overrides)
+    def start(self, messages: Any, config: EnsembleConfig | None = None, **overrides: Any) -> EnsembleRequest:
+        """Validate the input and open a request (no model work yet); drive it with ``step()``.
+
+        ``config`` replaces the ensemble's settings for this request only; ``overrides`` change single
+        fields on top (``None`` values are ignored)."""
+        config = (config or self.config).with_overrides(**overrides)
         conversation = normalize_conversation(messages)
         if config.weighting == "hedge" and config.persist_weights:
             hedge = self._weights
@@ -71,22 +74,22 @@ class SpecFuse:
         with self._compute:
             return request.step()
 
-    def stream(self, messages: Any, **overrides: Any) -> "GenerationStream":
+    def stream(self, messages: Any, config: EnsembleConfig | None = None, **overrides: Any) -> "GenerationStream":
         """Iterate accepted segments as they land. Input is validated now, not on the first ``next``."""
-        return GenerationStream(self, self.start(messages, **overrides))
+        return GenerationStream(self, self.start(messages, config, **overrides))
 
-    def generate(self, messages: Any, **overrides: Any) -> GenerationResult:
-        stream = self.stream(messages, **overrides)
+    def generate(self, messages: Any, config: EnsembleConfig | None = None, **overrides: Any) -> GenerationResult:
+        stream = self.stream(messages, config, **overrides)
         for _ in stream:
             pass
         return stream.result()
 
-    def astream(self, messages: Any, **overrides: Any) -> "AsyncGenerationStream":
+    def astream(self, messages: Any, config: EnsembleConfig | None = None, **overrides: Any) -> "AsyncGenerationStream":
         """Async iteration; each round runs in a worker thread, so the event loop never blocks."""
-        return AsyncGenerationStream(self, self.start(messages, **overrides))
+        return AsyncGenerationStream(self, self.start(messages, config, **overrides))
 
-    async def agenerate(self, messages: Any, **overrides: Any) -> GenerationResult:
-        stream = self.astream(messages, **overrides)
+    async def agenerate(self, messages: Any, config: EnsembleConfig | None = None, **overrides: Any) -> GenerationResult:
+        stream = self.astream(messages, config, **overrides)
         async for _ in stream:
             pass
         return stream.result()

@@ -269,9 +269,11 @@ class _VerifiedBlocks:
 class _DraftRecord:
     """What a draft leaves behind for scoring its own candidate without re-feeding it."""
 
+    response: str  # the response the draft continued
     context: list[int]
     context_logprobs: torch.Tensor  # next-token log-probs at the end of the context
     tokens: list[int] = field(default_factory=list)  # every drafted token (its keys/values are cached)
+    kept: list[int] = field(default_factory=list)  # those left after holding back partial characters
     token_logprobs: list[float] = field(default_factory=list)
     end_logprob: float | None = None  # log-prob of the end-of-turn token where the draft stopped
     text: str = ""
@@ -280,12 +282,6 @@ class _DraftRecord:
     def own_logprobs(self, count: int, finished: bool) -> list[float]:
         picked = self.token_logprobs[: count - (1 if finished else 0)]
         return picked + [self.end_logprob] if finished else picked
-
-
-@dataclass
-class _OwnDraft:
-    response: str
-    tokens: list[int]
 
 
 class LocalSession(MemberSession):
@@ -300,7 +296,6 @@ class LocalSession(MemberSession):
         self.response_text = ""
         self.response_ids: list[int] = []  # this member's tokens for response_text
         self._verified: _VerifiedBlocks | None = None
-        self._own_draft: _OwnDraft | None = None
         self._draft_record: _DraftRecord | None = None
 
     @property
@@ -340,7 +335,7 @@ class LocalSession(MemberSession):
         self._drop_verified()
         context = self._view(response)
         logits = self._sync(context)
-        record = _DraftRecord(context=context, context_logprobs=torch.log_softmax(logits.float(), -1))
+        record = _DraftRecord(response, context, torch.log_softmax(logits.float(), -1))
         logprobs = record.context_logprobs
         tokens: list[int] = []
         finished = False
@@ -368,8 +363,7 @@ class LocalSession(MemberSession):
             text = text.lstrip(" ")  # "Assistant:" is followed by a space that is format, not answer
         if align:
             text = cut_to_word_boundary(text, finished)
-        self._own_draft = _OwnDraft(response, tokens)
-        record.text, record.finished = text, finished
+        record.kept, record.text, record.finished = tokens, text, finished
         self._draft_record = record
         return Draft(text=text, finished=finished, tokens_drafted=len(record.tokens))
 
@@ -536,8 +530,7 @@ class LocalSession(MemberSession):
     # ------------------------------------------------------------------ accept / close
     def accept(self, response: str, winner: int | None, own_draft: bool) -> None:
         verified, self._verified = self._verified, None
-        own, self._own_draft = self._own_draft, None
-        self._draft_record = None
+        own, self._draft_record = self._draft_record, None
         own_tokens = self._own_tokens_for(response, own) if own_draft else None
         if verified is not None and winner is not None:
             keep, start, block = verified.keep[winner], verified.starts[winner], verified.inputs[winner]
@@ -552,15 +545,15 @@ class LocalSession(MemberSession):
             # The winner keeps its own tokens (the text it generated), not a re-tokenisation of it.
             self.response_ids, self.response_text = own_tokens, response
 
-    def _own_tokens_for(self, response: str, own: _OwnDraft | None) -> list[int] | None:
+    def _own_tokens_for(self, response: str, own: _DraftRecord | None) -> list[int] | None:
         """This member's draft tokens that spell the accepted text exactly, if any prefix does."""
         if own is None or own.response != self.response_text or not response.startswith(own.response):
             return None
         wanted = response[len(own.response) :]
         base = self.prompt_ids + self.response_ids
-        for count in range(len(own.tokens), -1, -1):
-            if self._continuation(base, own.tokens[:count]) == wanted:
-                return self.response_ids + own.tokens[:count]
+        for count in range(len(own.kept), -1, -1):
+            if self._continuation(base, own.kept[:count]) == wanted:
+                return self.response_ids + own.kept[:count]
         return None
 
     def count_tokens(self, response: str) -> int:
@@ -581,5 +574,4 @@ class LocalSession(MemberSession):
         self.cache = new_cache()
         self.cached_ids = []
         self._verified = None
-        self._own_draft = None
         self._draft_record = None

@@ -35,7 +35,7 @@ class EnsembleRequest:
         self.members = {m.name: m for m in members}
         self.hedge = hedge
         self.trace = Trace()
-        self.reserve = 4 * config.segment_tokens  # room a round needs in every member's window
+        self.reserve = config.round_reserve
         self.sessions: dict[str, MemberSession] = {}
         for index, member in enumerate(members):
             seed = None if config.seed is None else config.seed + index
