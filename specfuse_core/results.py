@@ -43,7 +43,7 @@ class RoundTrace(BaseModel):
     candidates: list[CandidateTrace]
     winner: int
     winner_member: str
-    weights: dict[str, float]
+    weights: dict[str, float] = Field(description="member weights used to combine this round's votes")
     active_members: list[str]
     verifiers: list[str]
     exited: list[str] = Field(default_factory=list, description="members that exited after this round")

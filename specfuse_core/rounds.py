@@ -127,6 +127,7 @@ class EnsembleRequest:
         candidates, proposers = self._candidates(drafters, drafts)
 
         verifiers = self._verifiers()
+        weights = self._weights(verifiers if not single else drafters)
         repetition = np.zeros(len(candidates))
         if single or len(candidates) == 1:
             scored: dict[str, list[float]] = {}
@@ -136,14 +137,14 @@ class EnsembleRequest:
         else:
             scored = dict(zip(verifiers, self._map(verifiers, lambda v: self.sessions[v].score(self.response, candidates))))
             normalized = {v: normalize_scores(s, config.normalization, config.score_temperature) for v, s in scored.items()}
-            weights = self._weights(verifiers)
             combined = combine(normalized, weights, proposers, config.exclude_self_vote)
             if config.repetition_penalty:
                 repetition = np.array([repetition_share(c.text, self.history + "\n" + self.response) for c in candidates])
                 combined = combined - config.repetition_penalty * repetition
             winner = pick_winner(combined)
             if config.weighting == "hedge":
-                self.hedge.update(normalized, {m: i for i, names in enumerate(proposers) for m in names})
+                peer_scores = combine(normalized, weights, proposers, exclude_self_vote=True)
+                self.hedge.update(peer_scores, {m: i for i, names in enumerate(proposers) for m in names})
         verified = time.perf_counter()
 
         for index, names in enumerate(proposers):
@@ -159,7 +160,7 @@ class EnsembleRequest:
 
         exited = self._model_exit() if finish is None else []
         round_trace = self._round_trace(
-            candidates, proposers, scored, normalized, repetition, combined, winner, drafters, verifiers, exited
+            candidates, proposers, scored, normalized, repetition, combined, winner, weights, drafters, verifiers, exited
         )
         round_trace.draft_seconds = drafted - started
         round_trace.verify_seconds = verified - drafted
@@ -246,7 +247,7 @@ class EnsembleRequest:
         return leaving
 
     def _round_trace(
-        self, candidates, proposers, scored, normalized, repetition, combined, winner, drafters, verifiers, exited
+        self, candidates, proposers, scored, normalized, repetition, combined, winner, weights, drafters, verifiers, exited
     ) -> RoundTrace:
         return RoundTrace(
             round=self.rounds,
@@ -264,7 +265,7 @@ class EnsembleRequest:
             ],
             winner=winner,
             winner_member=proposers[winner][0],
-            weights=self._weights(verifiers if scored else drafters),
+            weights=weights,
             active_members=drafters,
             verifiers=verifiers if scored else [],
             exited=exited,

@@ -61,9 +61,12 @@ def pick_winner(combined: np.ndarray) -> int:
 class HedgeWeights:
     """SpecEM's online multiplicative weights ("Hedge") over members.
 
-    After each round, member m loses ``1 - r_m`` where ``r_m`` is how the *other* verifiers rate its
-    candidate relative to the round's best (1 = best). Weights shrink by ``exp(-eta_t * loss)`` with a
-    decaying step ``eta_t = eta_0 / sqrt(t)``, and are renormalised to mean 1.
+    After each scored round, member m loses ``1 - r_m``, where ``r_m`` is its candidate's score as
+    rated by the *other* members (their weighted, normalised votes: ``combine`` without self-votes)
+    relative to the best candidate by that measure (1 = best). Weights shrink by
+    ``exp(-eta_t * loss)`` with a decaying step ``eta_t = eta_0 / sqrt(t)`` and are renormalised to
+    mean 1. With ``exclude_self_vote`` the winner is exactly the peers' best, so a member that keeps
+    winning keeps gaining weight.
     """
 
     def __init__(self, names: Sequence[str], learning_rate: float) -> None:
@@ -74,18 +77,11 @@ class HedgeWeights:
     def snapshot(self) -> dict[str, float]:
         return dict(self.weights)
 
-    def update(
-        self,
-        normalized: Mapping[str, np.ndarray],
-        candidate_of: Mapping[str, int],
-    ) -> None:
-        """``candidate_of`` maps each member that drafted this round to the index of its candidate."""
-        losses: dict[str, float] = {}
-        for member, cand in candidate_of.items():
-            others = [v for v in normalized if v != member] or list(normalized)
-            peer_view = np.mean([normalized[v] for v in others], axis=0)
-            best = peer_view.max()
-            losses[member] = 1.0 - (peer_view[cand] / best if best > 0 else 0.0)
+    def update(self, peer_scores: np.ndarray, candidate_of: Mapping[str, int]) -> None:
+        """``peer_scores``: each candidate's score from the members that did not propose it;
+        ``candidate_of``: each member that drafted this round -> the index of its candidate."""
+        best = float(np.max(peer_scores))
+        losses = {m: 1.0 - (float(peer_scores[i]) / best if best > 0 else 0.0) for m, i in candidate_of.items()}
         if not losses:
             return
         self.updates += 1

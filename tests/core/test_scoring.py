@@ -50,9 +50,8 @@ def test_ties_break_to_the_earliest_candidate():
 
 def test_hedge_moves_weight_toward_the_member_peers_prefer():
     hedge = HedgeWeights(["a", "b", "c"], learning_rate=1.0)
-    for _ in range(5):  # peers always rate a's candidate (0) best
-        normalized = {v: np.array([0.7, 0.2, 0.1]) for v in "abc"}
-        hedge.update(normalized, {"a": 0, "b": 1, "c": 2})
+    for _ in range(5):  # peers always rate a's candidate (0) best, c's worst
+        hedge.update(np.array([0.7, 0.2, 0.1]), {"a": 0, "b": 1, "c": 2})
     w = hedge.snapshot()
     assert w["a"] > w["b"] > w["c"]
     assert sum(w.values()) == pytest.approx(3.0)
@@ -60,12 +59,18 @@ def test_hedge_moves_weight_toward_the_member_peers_prefer():
 
 def test_hedge_step_decays():
     hedge = HedgeWeights(["a", "b"], learning_rate=1.0)
-    normalized = {"a": np.array([1.0, 0.0]), "b": np.array([1.0, 0.0])}
-    hedge.update(normalized, {"a": 0, "b": 1})
+    hedge.update(np.array([1.0, 0.0]), {"a": 0, "b": 1})
     first = hedge.snapshot()["a"] / hedge.snapshot()["b"]
-    hedge.update(normalized, {"a": 0, "b": 1})
+    hedge.update(np.array([1.0, 0.0]), {"a": 0, "b": 1})
     second = hedge.snapshot()["a"] / hedge.snapshot()["b"]
     assert second / first == pytest.approx(np.exp(1 / np.sqrt(2)))
+
+
+def test_hedge_credits_every_proposer_of_a_shared_candidate():
+    hedge = HedgeWeights(["a", "b", "c"], learning_rate=1.0)
+    hedge.update(np.array([0.9, 0.1]), {"a": 0, "b": 0, "c": 1})
+    w = hedge.snapshot()
+    assert w["a"] == pytest.approx(w["b"]) and w["a"] > w["c"]
 
 
 def test_model_exit_respects_threshold_and_min_members():
