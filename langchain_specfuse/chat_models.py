@@ -11,7 +11,6 @@ import asyncio
 import threading
 import warnings
 from collections.abc import AsyncIterator, Iterator, Sequence
-from pathlib import Path
 from typing import Any, Literal
 
 from langchain_core.callbacks import (
@@ -39,6 +38,7 @@ from typing_extensions import Self
 
 from specfuse_core import EnsembleConfig, GenerationResult, SegmentEvent, SpecFuse
 from specfuse_core.errors import PresetNotFoundError
+from specfuse_core.loading import member_name_for
 from specfuse_core.presets import preset_members
 
 SEGMENT_EVENT = "specfuse_segment"
@@ -181,7 +181,7 @@ class ChatSpecFuse(BaseChatModel):
     def member_names(self) -> list[str]:
         """Member names, known without loading any weights."""
         if self.models is not None:
-            return [_spec_name(spec) for spec in self.models]
+            return [member_name_for(spec) for spec in self.models]
         return [member.name for member in preset_members(self.preset or "tiny")]
 
     @property
@@ -429,12 +429,6 @@ class ChatSpecFuse(BaseChatModel):
 
 
 # ---------------------------------------------------------------------- helpers
-def _spec_name(spec: str) -> str:
-    """The member name ``specfuse_core.loading.model_spec_member`` gives a model string."""
-    path = Path(spec)
-    return path.stem if path.suffix == ".gguf" else (path.name or spec)
-
-
 def _record(event: SegmentEvent) -> dict[str, Any]:
     """Provenance of one segment. No "index" key: LangChain merges list items that carry one."""
     return {

@@ -66,6 +66,7 @@ class SpecFuse:
         conversation = normalize_conversation(messages)
         if config.weighting == "hedge" and config.persist_weights:
             hedge = self._weights
+            hedge.learning_rate = config.hedge_learning_rate
         else:
             hedge = HedgeWeights(self.member_names, config.hedge_learning_rate)
         return EnsembleRequest(self.members, conversation, config, hedge)

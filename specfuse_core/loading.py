@@ -4,6 +4,7 @@ from the same spec load the weights once."""
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 from typing import Any
 
 from .member import Member
@@ -50,11 +51,13 @@ def load_preset_members(preset: str, **kwargs: Any) -> list[Member]:
     return [cached_member("preset", f"{preset}/{m.name}", m.name, **kwargs) for m in preset_members(preset)]
 
 
+def member_name_for(spec: str) -> str:
+    """The member name a model string gets: a GGUF file's stem, else the directory or hub id's last part."""
+    path = Path(spec)
+    return path.stem if path.suffix == ".gguf" else (path.name or spec)
+
+
 def model_spec_member(spec: str, **kwargs: Any) -> Member:
     """A member from a CLI/adapter string: a ``.gguf`` path, or a directory / hub id."""
-    from pathlib import Path
-
-    path = Path(spec)
-    name = path.stem if path.suffix == ".gguf" else (path.name or spec)
-    kind = "gguf" if path.suffix == ".gguf" else "pretrained"
-    return cached_member(kind, str(spec), name, **kwargs)
+    kind = "gguf" if Path(spec).suffix == ".gguf" else "pretrained"
+    return cached_member(kind, str(spec), member_name_for(spec), **kwargs)

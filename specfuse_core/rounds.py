@@ -223,9 +223,9 @@ class EnsembleRequest:
                 response, finish = response[:cut], "stop_sequence"
         counter = self.sessions[self.counter]
         length = counter.count_tokens(response)
-        if length >= config.max_new_tokens:
-            if length > config.max_new_tokens:
-                response = counter.truncate(response, config.max_new_tokens)
+        if length > config.max_new_tokens:  # cut: whatever ended the turn lies beyond the limit
+            response, finish = counter.truncate(response, config.max_new_tokens), "length"
+        elif length == config.max_new_tokens:
             finish = finish or "length"
         if finish is None and self.rounds >= config.round_cap:
             finish = "length"

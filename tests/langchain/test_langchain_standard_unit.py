@@ -1,9 +1,13 @@
 """LangChain standard unit tests for ChatSpecFuse (no weights are loaded: construction is lazy)."""
 
+import pytest
 from langchain_core.language_models import BaseChatModel
 from langchain_tests.unit_tests import ChatModelUnitTests
 
 from langchain_specfuse import ChatSpecFuse
+
+# The standard params include api_key/timeout/max_retries, which a local model ignores (with a warning).
+pytestmark = pytest.mark.filterwarnings("ignore:ChatSpecFuse ignores:UserWarning")
 
 
 class TestChatSpecFuseStandardUnit(ChatModelUnitTests):
