@@ -37,7 +37,7 @@ class EnsembleConfig(BaseModel):
     # -- model exit
     model_exit: bool = False
     exit_warmup_rounds: int = Field(3, ge=1)
-    exit_temperature: float = Field(0.5, gt=0.0, description="Temperature of the softmax over cumulative quality; lower exits sooner.")
+    exit_temperature: float = Field(0.25, gt=0.0, description="Temperature of the softmax over cumulative quality; lower exits sooner.")
     exit_threshold: float = Field(0.2, ge=0.0, lt=1.0, description="Members whose share of cumulative quality falls below this exit.")
     min_members: int = Field(1, ge=1)
     exited_members_verify: bool = Field(False, description="Exited members keep scoring candidates.")
