@@ -1,0 +1,54 @@
+"""The configurations compared on the same items: each member alone, and three ensemble variants.
+
+A member alone is a one-member ``SpecFuse``: its rounds skip verification and just decode greedily,
+through the same member code (tokenisation, prompt format, caches) as in the ensemble."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..engine import SpecFuse
+from .errors import UnknownModeError
+
+ENSEMBLE_MODES: dict[str, dict[str, Any]] = {
+    "ensemble": {},
+    "ensemble_exit": {"model_exit": True},
+    "ensemble_hedge": {"weighting": "hedge"},
+}
+
+
+@dataclass
+class Mode:
+    """A named way to answer: which ensemble, and which settings on top of its config."""
+
+    name: str
+    ensemble: SpecFuse
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def is_member(self) -> bool:
+        return len(self.ensemble.members) == 1
+
+
+def mode_names(ensemble: SpecFuse) -> list[str]:
+    """Every mode for this ensemble: each member (by name), then the ensemble variants."""
+    return [*ensemble.member_names, *ENSEMBLE_MODES]
+
+
+def select_modes(ensemble: SpecFuse, requested: list[str] | None = None) -> list[Mode]:
+    """Modes by name. ``members`` stands for every member alone, ``all`` (or nothing) for everything."""
+    names: list[str] = []
+    for name in requested or ["all"]:
+        expanded = mode_names(ensemble) if name == "all" else ensemble.member_names if name == "members" else [name]
+        names.extend(n for n in expanded if n not in names)
+    modes = []
+    by_name = {m.name: m for m in ensemble.members}
+    for name in names:
+        if name in ENSEMBLE_MODES:
+            modes.append(Mode(name, ensemble, dict(ENSEMBLE_MODES[name])))
+        elif name in by_name:
+            modes.append(Mode(name, SpecFuse([by_name[name]], config=ensemble.config)))
+        else:
+            raise UnknownModeError(f"unknown mode {name!r}; choose from: {', '.join(['all', 'members', *mode_names(ensemble)])}")
+    return modes

@@ -1,0 +1,173 @@
+"""The evaluation loop: every pending (item, mode) pair, item by item, with a progress bar; each
+result is appended to ``results.jsonl`` as soon as it exists, so runs resume and Ctrl-C loses at most
+the item in flight."""
+
+from __future__ import annotations
+
+import platform
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field
+from tqdm import tqdm
+
+from ..engine import SpecFuse
+from .checkers import CheckResult, check_last_number, text_checker
+from .datasets import EvalItem
+from .errors import EvaluationError
+from .modes import Mode, select_modes
+from .records import ItemCost, ItemRecord, append_record, cost_of, read_records, trace_summary
+from .report import write_report
+
+RESULTS_FILE = "results.jsonl"
+SETTINGS_FILE = "run.json"
+
+
+class EvalSettings(BaseModel):
+    """What makes results comparable; a resumed run must use the same values."""
+
+    dataset: str
+    max_tokens: int = Field(ge=1)
+    seed: int | None = None
+    config: dict[str, Any] = Field(default_factory=dict, description="EnsembleConfig overrides for every mode")
+    members: list[str] = Field(default_factory=list)
+
+
+class SettingsMismatchError(EvaluationError, ValueError):
+    """``--out`` holds results made with other settings; resuming would mix incomparable numbers."""
+
+
+@dataclass
+class EvalOutcome:
+    records: list[ItemRecord]
+    summary: dict[str, Any]
+    interrupted: bool
+    ran: int
+    skipped: int
+
+
+def check(item: EvalItem, output: str) -> CheckResult:
+    """The item's verdict with its own checker."""
+    if item.checker == "gsm8k":
+        return check_last_number(output, item.reference)
+    if item.checker == "ifeval":
+        from .ifeval import check_ifeval
+
+        return check_ifeval(output, item.reference)
+    return text_checker(item.checker)(output, item.reference)
+
+
+def run_item(item: EvalItem, mode: Mode, settings: EvalSettings) -> ItemRecord:
+    """Answer one item in one mode and score it. A generation error is recorded (and counted wrong)."""
+    messages = [{"role": "user", "content": item.prompt}]
+    overrides = {**settings.config, **mode.overrides, "max_new_tokens": settings.max_tokens, "seed": settings.seed}
+    started = time.perf_counter()
+    try:
+        result = mode.ensemble.generate(messages, **overrides)
+    except (EvaluationError, KeyboardInterrupt):
+        raise
+    except Exception as error:  # one failing item must not end a long run; it is recorded and counted wrong
+        cost = ItemCost(wall_seconds=time.perf_counter() - started, forward_calls=0, rounds=0, completion_tokens=0)
+        return ItemRecord(
+            dataset=settings.dataset, mode=mode.name, item_id=item.id, answer="", correct=False,
+            cost=cost, error=f"{type(error).__name__}: {error}",
+        )
+    wall = time.perf_counter() - started
+    verdict = check(item, result.text)
+    return ItemRecord(
+        dataset=settings.dataset,
+        mode=mode.name,
+        item_id=item.id,
+        answer=result.text,
+        finish_reason=result.finish_reason,
+        correct=verdict.correct,
+        extracted=verdict.extracted,
+        details=verdict.details,
+        cost=cost_of(result, wall),
+        trace=trace_summary(result),
+    )
+
+
+def _check_settings(out: Path, settings: EvalSettings) -> None:
+    path = out / SETTINGS_FILE
+    if path.is_file():
+        previous = EvalSettings.model_validate_json(path.read_text(encoding="utf-8"))
+        if previous != settings:
+            raise SettingsMismatchError(
+                f"{out} holds results of a run with other settings ({previous.model_dump()}); "
+                f"use another --out, or the same settings to resume"
+            )
+    else:
+        path.write_text(settings.model_dump_json(indent=2), encoding="utf-8")
+
+
+def environment() -> dict[str, Any]:
+    """Machine facts for the report (timings depend on them)."""
+    import os
+
+    import torch
+
+    return {
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }
+
+
+def run_evaluation(
+    ensemble: SpecFuse,
+    items: list[EvalItem],
+    out: Path,
+    settings: EvalSettings,
+    modes: list[str] | None = None,
+    progress: bool = True,
+    command: str | None = None,
+) -> EvalOutcome:
+    """Run every pending (item, mode), then write the report. Ctrl-C stops after writing the report
+    from what finished (``interrupted=True``); running again with the same ``out`` resumes."""
+    out.mkdir(parents=True, exist_ok=True)
+    selected = select_modes(ensemble, modes)
+    settings = settings.model_copy(update={"members": ensemble.member_names})
+    _check_settings(out, settings)
+    results_path = out / RESULTS_FILE
+    records = read_records(results_path)
+    done = {r.key for r in records}
+    pending = [(item, mode) for item in items for mode in selected if (settings.dataset, mode.name, item.id) not in done]
+    skipped = len(items) * len(selected) - len(pending)
+    interrupted = False
+    ran = 0
+    bar = tqdm(total=len(pending), disable=not progress, unit="answer", dynamic_ncols=True)
+    try:
+        for item, mode in pending:
+            bar.set_postfix_str(f"{item.id} {mode.name}", refresh=False)
+            record = run_item(item, mode, settings)
+            append_record(results_path, record)
+            records.append(record)
+            ran += 1
+            bar.update(1)
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        bar.close()
+    wanted = {mode.name for mode in selected}
+    item_ids = {item.id for item in items}
+    shown = [r for r in records if r.mode in wanted and r.item_id in item_ids and r.dataset == settings.dataset]
+    meta = {
+        "settings": settings.model_dump(),
+        "modes": [mode.name for mode in selected],
+        "items_requested": len(items),
+        "interrupted": interrupted,
+        "command": command,
+        "environment": environment(),
+    }
+    summary = write_report(out, shown, meta)
+    return EvalOutcome(records=shown, summary=summary, interrupted=interrupted, ran=ran, skipped=skipped)
+
