@@ -1,4 +1,5 @@
-"""``specfuse`` command line: ``specfuse chat "question"`` streams the ensemble's answer segment by segment."""
+"""``specfuse`` command line: ``specfuse chat "question"`` streams the ensemble's answer segment by segment;
+``specfuse eval`` scores members and ensemble modes on a dataset (see docs/evaluation.md)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from rich.table import Table
 from .config import EnsembleConfig
 from .engine import SpecFuse
 from .errors import SpecFuseError
+from .evaluation.command import add_eval_arguments, run_eval_command
 from .results import GenerationResult
 
 COLOURS = ["cyan", "magenta", "green", "yellow", "blue", "red"]
@@ -34,6 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
     chat.add_argument("--model-exit", action="store_true", help="drop members that keep losing")
     chat.add_argument("--stop", action="append", default=[], help="stop string (repeatable)")
     chat.add_argument("--trace", action="store_true", help="print a per-round table after the answer")
+    evaluate = commands.add_parser("eval", help="score each member alone and the ensemble on a dataset (accuracy and cost)")
+    add_eval_arguments(evaluate)
     return parser
 
 
@@ -41,6 +45,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     out = Console(highlight=False)
     err = Console(stderr=True, highlight=False)
+    if args.command == "eval":
+        return run_eval_command(args, err, argv)
     try:
         config = EnsembleConfig(
             max_new_tokens=args.max_tokens,
