@@ -47,7 +47,7 @@ SEGMENT_EVENT = "specfuse_segment"
 PROVIDER = "specfuse"
 
 # ChatSpecFuse field -> EnsembleConfig field (only where the names differ).
-_RENAMED = {"max_tokens": "max_new_tokens"}
+_RENAMED = {"max_tokens": "max_new_tokens", "timeout": "timeout_s"}
 _SETTING_FIELDS = (
     "segment_tokens",
     "max_tokens",
@@ -63,6 +63,7 @@ _SETTING_FIELDS = (
     "exit_threshold",
     "min_members",
     "context_overflow",
+    "timeout",
 )
 _ROLES = {"system": "system", "user": "user", "human": "user", "assistant": "assistant", "ai": "assistant"}
 _BUILD_LOCK = threading.Lock()  # building an ensemble is rare; one lock for all instances is enough
@@ -124,6 +125,9 @@ class ChatSpecFuse(BaseChatModel):
     exit_threshold: float | None = None
     min_members: int | None = None
     context_overflow: Literal["error", "skip_member"] | None = None
+    timeout: float | None = None
+    """Wall-clock limit of one request in seconds (``EnsembleConfig.timeout_s``), checked between rounds:
+    on expiry the answer ends with the text so far and ``finish_reason="timeout"``."""
     ensemble_kwargs: dict[str, Any] = Field(default_factory=dict)
     """Any other ``EnsembleConfig`` field, e.g. ``{"exclude_self_vote": True}``."""
 
@@ -146,8 +150,8 @@ class ChatSpecFuse(BaseChatModel):
         ignored = sorted(k for k in values if k not in cls.model_fields)
         if ignored:
             warnings.warn(
-                f"ChatSpecFuse ignores {', '.join(ignored)}: it runs local models (no API key, timeout or "
-                "retries); settings are the EnsembleConfig fields",
+                f"ChatSpecFuse ignores {', '.join(ignored)}: it runs local models (no API key or retries); "
+                "settings are the EnsembleConfig fields",
                 UserWarning,
                 stacklevel=4,  # the caller of ChatSpecFuse(...)
             )
@@ -438,6 +442,7 @@ def _record(event: SegmentEvent) -> dict[str, Any]:
         "scores": dict(event.scores),
         "active_members": list(event.active_members),
         "text": event.text,
+        "faults": [fault.model_dump() for fault in event.faults],
     }
 
 

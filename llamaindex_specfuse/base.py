@@ -111,10 +111,12 @@ class SpecFuseLLM(LLM):
     min_members: int = Field(default=_default("min_members"), ge=1, description="Members that always stay.")
     exited_members_verify: bool = Field(default=_default("exited_members_verify"), description=_describe("exited_members_verify"))
 
-    # -- bad input
+    # -- bad input and reliability
     context_overflow: Literal["error", "skip_member"] = Field(
         default=_default("context_overflow"), description="A prompt too long for a member: raise, or let it sit out."
     )
+
+    timeout_s: Optional[float] = Field(default=_default("timeout_s"), gt=0.0, description=_describe("timeout_s"))
 
     _ensemble: Optional[SpecFuse] = PrivateAttr(default=None)
     _ensemble_key: Optional[tuple] = PrivateAttr(default=None)
@@ -398,6 +400,7 @@ class SpecFuseLLM(LLM):
             "active_members": list(segment.active_members),
             "segment": segment.segment,
             "finish_reason": segment.finish_reason,
+            "faults": [fault.model_dump() for fault in segment.faults],
         }
         if result is not None:
             usage = result.usage

@@ -3,6 +3,7 @@
 from .config import EnsembleConfig
 from .engine import AsyncGenerationStream, GenerationStream, SpecFuse
 from .errors import (
+    AllMembersFailedError,
     ChecksumMismatchError,
     ContextWindowExceededError,
     DuplicateMemberError,
@@ -15,9 +16,10 @@ from .errors import (
 )
 from .member import Candidate, Member, MemberSession
 from .prompt_format import PlainPromptFormat
-from .results import GenerationResult, RoundTrace, SegmentEvent, Trace, Usage
+from .results import GenerationResult, MemberFault, RoundTrace, SegmentEvent, Trace, Usage
 
 __all__ = [
+    "AllMembersFailedError",
     "AsyncGenerationStream",
     "Candidate",
     "ChecksumMismatchError",
@@ -28,6 +30,7 @@ __all__ = [
     "GenerationStream",
     "InvalidConversationError",
     "Member",
+    "MemberFault",
     "MemberSession",
     "MissingModelPackageError",
     "NoCandidatesError",

@@ -42,8 +42,11 @@ class EnsembleConfig(BaseModel):
     min_members: int = Field(1, ge=1)
     exited_members_verify: bool = Field(False, description="Exited members keep scoring candidates.")
 
-    # -- bad input
+    # -- bad input and reliability
     context_overflow: Literal["error", "skip_member"] = "error"
+    timeout_s: float | None = Field(
+        None, gt=0.0, description="Wall-clock limit of one request, checked between rounds; on expiry it ends with the text so far (finish_reason 'timeout')."
+    )
 
     @field_validator("temperature", "top_p", "score_temperature", "exit_temperature", "hedge_learning_rate", "repetition_penalty")
     @classmethod

@@ -20,7 +20,8 @@ class SpecFuse:
     """Segment-level ensemble of local causal LMs.
 
     Requests run one round at a time under a per-ensemble lock: concurrent callers share the weights,
-    each request keeps its own caches, and rounds of different requests interleave.
+    each request keeps its own caches, and rounds of different requests interleave. A member that
+    raises is taken out of that request only (reported in ``trace.faults``); see docs/reliability.md.
     """
 
     def __init__(self, members: Sequence[Member], config: EnsembleConfig | None = None) -> None:
@@ -37,11 +38,14 @@ class SpecFuse:
         self._weights = HedgeWeights(names, self.config.hedge_learning_rate)  # kept across requests if persist_weights
 
     @classmethod
-    def from_preset(cls, name: str = "tiny", config: EnsembleConfig | None = None, **member_kwargs: Any) -> "SpecFuse":
-        """Load a packaged ensemble (see :mod:`specfuse_core.presets`)."""
+    def from_preset(
+        cls, name: str = "tiny", config: EnsembleConfig | None = None, extra_members: Sequence[Any] = (), **member_kwargs: Any
+    ) -> "SpecFuse":
+        """Load a packaged ensemble (see :mod:`specfuse_core.presets`); ``extra_members`` (e.g. remote
+        members, docs/scaling.md) join after the preset's own."""
         from .loading import load_preset_members
 
-        return cls(load_preset_members(name, **member_kwargs), config=config)
+        return cls(load_preset_members(name, **member_kwargs) + list(extra_members), config=config)
 
     @property
     def member_names(self) -> list[str]:
@@ -72,6 +76,8 @@ class SpecFuse:
         return EnsembleRequest(self.members, conversation, config, hedge)
 
     def step(self, request: EnsembleRequest) -> SegmentEvent | None:
+        if request.done:  # closed or abandoned: do not queue behind other requests' rounds to learn that
+            return None
         with self._compute:
             return request.step()
 

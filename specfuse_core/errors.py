@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from typing import Any
+
 
 class SpecFuseError(Exception):
     """Base class of every error raised by specfuse."""
@@ -53,3 +56,20 @@ class DuplicateMemberError(SpecFuseError, ValueError):
 
 class NoCandidatesError(SpecFuseError, RuntimeError):
     """No member could propose a segment (every member sat the request out)."""
+
+
+class AllMembersFailedError(SpecFuseError, RuntimeError):
+    """Every member of a request raised (or sat it out), so no member is left to continue it.
+
+    ``faults`` holds each member's :class:`~specfuse_core.results.MemberFault`, ``skipped`` the members
+    that sat out and why, ``text`` the output accepted before the last member failed. The ensemble
+    stays usable: the next request starts every member afresh.
+    """
+
+    def __init__(self, faults: Sequence[Any], text: str = "", skipped: Mapping[str, str] | None = None) -> None:
+        self.faults = list(faults)
+        self.text = text
+        self.skipped = dict(skipped or {})
+        causes = [f"{f.member!r} failed in {f.phase} (round {f.round}): {f.error}" for f in self.faults]
+        causes += [f"{name!r} sat out: {why}" for name, why in self.skipped.items()]
+        super().__init__("every member of the request failed: " + "; ".join(causes))

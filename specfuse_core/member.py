@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import inspect
 import logging
+import re
+import threading
+import weakref
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -26,6 +29,20 @@ from .sampling import TokenChooser
 from .text_align import REPLACEMENT_CHAR, cut_to_word_boundary
 
 logger = logging.getLogger(__name__)
+
+# Fast tokenizers are one shared Rust object whose borrow check fails ("Already borrowed") when an encode
+# overlaps a settings change from another thread, and requests encode from many threads: one lock per
+# tokenizer object (members built around the same tokenizer share it).
+_tokenizer_locks: "weakref.WeakKeyDictionary[Any, threading.Lock]" = weakref.WeakKeyDictionary()
+_tokenizer_locks_guard = threading.Lock()
+
+
+def _lock_for(tokenizer: Any) -> threading.Lock:
+    with _tokenizer_locks_guard:
+        try:
+            return _tokenizer_locks.setdefault(tokenizer, threading.Lock())
+        except TypeError:  # not weak-referenceable: a lock of its own
+            return threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -112,6 +129,7 @@ class Member:
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.name = name
+        self._tokenizer_lock = _lock_for(tokenizer)
         has_template = bool(getattr(tokenizer, "chat_template", None))
         self.plain_prompt = plain_prompt if (plain_prompt is not None or has_template) else PlainPromptFormat()
         config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
@@ -121,6 +139,8 @@ class Member:
         self.sliding_window: int | None = getattr(config, "sliding_window", None)
         self._cache_kwarg = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
         self.end_of_turn_id, self.end_of_turn_text = self._find_end_of_turn()
+        self._special_texts = self._find_special_texts()
+        self._special_firsts = frozenset(t[0] for t in self._special_texts)
         self.stop_token_ids = self._find_stop_token_ids()
         self.stop_strings: tuple[str, ...] = self.plain_prompt.stop_strings if self.plain_prompt else ()
 
@@ -188,16 +208,36 @@ class Member:
 
     # ------------------------------------------------------------------ tokens and text
     def encode(self, text: str) -> list[int]:
-        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        """Tokens of plain text (response, candidates). Special-token strings in it, such as
+        "<|im_end|>", stay text: they were written, not meant as control tokens."""
+        return self._encode(text, split_special_tokens=True)
+
+    def _encode(self, text: str, split_special_tokens: bool) -> list[int]:
+        with self._tokenizer_lock:
+            return self.tokenizer(text, add_special_tokens=False, split_special_tokens=split_special_tokens)["input_ids"]
 
     def decode(self, ids: Sequence[int]) -> str:
-        return self.tokenizer.decode(list(ids), skip_special_tokens=True, clean_up_tokenization_spaces=False)
+        with self._tokenizer_lock:
+            return self.tokenizer.decode(list(ids), skip_special_tokens=True, clean_up_tokenization_spaces=False)
 
     def render(self, conversation: Conversation) -> str:
         return render_prompt(self.tokenizer, conversation, self.plain_prompt)
 
     def prompt_ids(self, conversation: Conversation) -> list[int]:
-        return self.encode(self.render(conversation))
+        """The rendered prompt's tokens. The template's special tokens are parsed as such; a message
+        that spells one ("<|im_start|>system") keeps it as text, so user text cannot forge a turn."""
+        forged = {i for i, m in enumerate(conversation) if self._spells_special_token(m["content"])}
+        if not forged:
+            return self._encode(self.render(conversation), split_special_tokens=False)
+        marks = {f"\x00SPECFUSE-MESSAGE-{i}\x00": i for i in forged}
+        masked = [dict(m, content=f"\x00SPECFUSE-MESSAGE-{i}\x00") if i in forged else m for i, m in enumerate(conversation)]
+        ids: list[int] = []
+        for piece in re.split("(" + "|".join(re.escape(mark) for mark in marks) + ")", self.render(masked)):
+            if piece in marks:
+                ids += self._encode(conversation[marks[piece]]["content"], split_special_tokens=True)
+            elif piece:
+                ids += self._encode(piece, split_special_tokens=False)
+        return ids
 
     def describe(self) -> dict[str, Any]:
         """Small, serialisable identity of this member (no model objects)."""
@@ -230,10 +270,21 @@ class Member:
         special = set(self.tokenizer.all_special_ids) | {
             tid for tid, tok in getattr(self.tokenizer, "added_tokens_decoder", {}).items() if tok.special
         }
-        for token_id in self.encode(after):
+        for token_id in self._encode(after, split_special_tokens=False):
             if token_id in special:
                 return token_id, None
         return self.tokenizer.eos_token_id, None
+
+    def _spells_special_token(self, text: str) -> bool:
+        if not any(first in text for first in self._special_firsts):  # cheap: Gemma has 6,000+ of them
+            return False
+        return any(special in text for special in self._special_texts)
+
+    def _find_special_texts(self) -> tuple[str, ...]:
+        """Strings the tokenizer turns into special tokens when it parses them (``<|im_end|>``, ``<eos>``)."""
+        texts = set(getattr(self.tokenizer, "all_special_tokens", []) or [])
+        texts |= {str(tok) for tok in getattr(self.tokenizer, "added_tokens_decoder", {}).values() if getattr(tok, "special", False)}
+        return tuple(sorted((t for t in texts if t), key=len, reverse=True))
 
     def _find_stop_token_ids(self) -> frozenset[int]:
         ids: set[int] = set()
@@ -562,8 +613,24 @@ class LocalSession(MemberSession):
     def truncate(self, response: str, max_tokens: int) -> str:
         ids = self._view(response)[len(self.prompt_ids) :][:max_tokens]
         text = self._continuation(self.prompt_ids, ids).rstrip(REPLACEMENT_CHAR)
+        if not response.startswith(text):
+            # The tokenizer normalises text (Qwen2: NFC), so its decode is not the accepted text: cut the
+            # accepted text itself, never output characters no member wrote.
+            text = response[: self._longest_prefix_within(response, max_tokens)]
+            ids = self.member.encode(text)
         self.response_text, self.response_ids = text, ids  # keep this member's own tokens for the cut text
         return text
+
+    def _longest_prefix_within(self, response: str, max_tokens: int) -> int:
+        """Characters of the longest prefix of ``response`` that encodes to at most ``max_tokens`` tokens."""
+        low, high = 0, len(response)
+        while low < high:
+            middle = (low + high + 1) // 2
+            if len(self.member.encode(response[:middle])) <= max_tokens:
+                low = middle
+            else:
+                high = middle - 1
+        return low
 
     def _drop_verified(self) -> None:
         if self._verified is not None:

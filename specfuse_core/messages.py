@@ -17,6 +17,7 @@ def normalize_conversation(messages: str | Sequence[Any]) -> Conversation:
     Accepts dicts with ``role``/``content`` keys or objects with such attributes.
     """
     if isinstance(messages, str):
+        _check_unicode(messages, 0)
         return [{"role": "user", "content": messages}]
     if messages is None or isinstance(messages, (bytes, Mapping)) or not isinstance(messages, Sequence):
         raise InvalidConversationError(
@@ -33,10 +34,24 @@ def normalize_conversation(messages: str | Sequence[Any]) -> Conversation:
             raise InvalidConversationError(
                 f"message {index} content must be a string, got {type(content).__name__}"
             )
+        _check_unicode(content, index)
         conversation.append({"role": role, "content": content})
     if all(message["role"] == "system" for message in conversation):
         raise InvalidConversationError("the conversation has only system messages: add a user message")
     return conversation
+
+
+def _check_unicode(content: str, index: int) -> None:
+    """Reject lone surrogates (e.g. "\\ud800" from badly decoded JSON): they are not text, tokenizers
+    cannot encode them, and replacing them silently would change what the user sent."""
+    try:
+        content.encode("utf-8")
+    except UnicodeEncodeError as error:
+        raise InvalidConversationError(
+            f"message {index} content has a lone surrogate {content[error.start]!r} at character {error.start}, "
+            "which is not valid Unicode text; decode the input properly, or replace such characters with "
+            "text.encode('utf-16', 'surrogatepass').decode('utf-16', 'replace')"
+        ) from None
 
 
 def _role_and_content(message: Any, index: int) -> tuple[Any, Any]:

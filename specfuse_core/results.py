@@ -6,7 +6,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-FinishReason = Literal["stop", "length", "stop_sequence"]
+FinishReason = Literal["stop", "length", "stop_sequence", "timeout"]
+FaultPhase = Literal["start", "draft", "score", "accept"]
 
 
 class MemberUsage(BaseModel):
@@ -51,12 +52,23 @@ class RoundTrace(BaseModel):
     verify_seconds: float = 0.0
 
 
+class MemberFault(BaseModel):
+    """A member that raised inside a request. It was taken out of that request (no more drafting or
+    verifying, caches freed) and the request went on with the others; the next request starts it again."""
+
+    member: str
+    phase: FaultPhase = Field(description="what it was doing: start (tokenising the prompt), draft, score or accept")
+    round: int = Field(description="the round it failed in (0: while the request was opened)")
+    error: str = Field(description='the exception, as "Type: message"')
+
+
 class Trace(BaseModel):
     rounds: list[RoundTrace] = Field(default_factory=list)
     wins: dict[str, int] = Field(default_factory=dict)
     exited: list[str] = Field(default_factory=list)
     skipped: dict[str, str] = Field(default_factory=dict, description="members that sat the request out, and why")
     final_weights: dict[str, float] = Field(default_factory=dict)
+    faults: list[MemberFault] = Field(default_factory=list, description="members taken out after raising, in order")
 
     def summary(self) -> dict:
         """A compact view: rounds, wins per member, exited members, final weights."""
@@ -66,13 +78,15 @@ class Trace(BaseModel):
             "exited": list(self.exited),
             "skipped": dict(self.skipped),
             "final_weights": dict(self.final_weights),
+            "faults": [f.model_dump() for f in self.faults],
         }
 
 
 class SegmentEvent(BaseModel):
     """One accepted segment. ``text`` is what the caller may show now (stop-string look-ahead can hold
     a few characters back until the next segment); concatenating every event's ``text`` gives the
-    final output exactly."""
+    final output exactly. A request that times out between rounds ends with an event whose
+    ``segment`` and ``member`` are empty: it only releases held-back text and the finish reason."""
 
     text: str
     segment: str = Field(description="the accepted segment as proposed")
@@ -82,6 +96,7 @@ class SegmentEvent(BaseModel):
     scores: dict[str, float] = Field(description="member -> combined score of the candidate it proposed")
     active_members: list[str]
     finish_reason: FinishReason | None = None
+    faults: list[MemberFault] = Field(default_factory=list, description="members that failed in this round and were taken out")
 
 
 class GenerationResult(BaseModel):

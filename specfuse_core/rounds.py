@@ -2,25 +2,42 @@
 
 Written as a step function (one call = one round = one accepted segment) so the sync stream, the
 async stream and ``generate`` all drive the same code.
+
+A member that raises (any ``Exception``) is taken out of the request and reported as a
+:class:`MemberFault`; the request goes on with the others (see docs/reliability.md).
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import numpy as np
 
 from .config import EnsembleConfig
-from .errors import ContextWindowExceededError, NoCandidatesError
+from .errors import AllMembersFailedError, ContextWindowExceededError, NoCandidatesError
 from .member import Candidate, Draft, Member, MemberSession
 from .messages import Conversation, last_user_text
-from .results import CandidateTrace, GenerationResult, MemberUsage, RoundTrace, SegmentEvent, Trace, Usage
+from .results import (
+    CandidateTrace,
+    FaultPhase,
+    GenerationResult,
+    MemberFault,
+    MemberUsage,
+    RoundTrace,
+    SegmentEvent,
+    Trace,
+    Usage,
+)
 from .sampling import TokenChooser
 from .scoring import HedgeWeights, combine, members_to_exit, normalize_scores, pick_winner
 from .text_align import repetition_share, stop_holdback, stop_position
+
+logger = logging.getLogger(__name__)
 
 
 class EnsembleRequest:
@@ -36,6 +53,11 @@ class EnsembleRequest:
         self.hedge = hedge
         self.trace = Trace()
         self.reserve = config.round_reserve
+        self.deadline = None if config.timeout_s is None else time.monotonic() + config.timeout_s
+        self.rounds = 0
+        self.response = ""
+        self.faulted: set[str] = set()
+        self._round_faults: list[MemberFault] = []
         self.sessions: dict[str, MemberSession] = {}
         for index, member in enumerate(members):
             seed = None if config.seed is None else config.seed + index
@@ -46,7 +68,11 @@ class EnsembleRequest:
                 if config.context_overflow != "skip_member":
                     raise
                 self.trace.skipped[member.name] = str(error)
+            except Exception as error:  # a broken member must not take the request down with it
+                self._record_fault(member.name, "start", error)
         if not self.sessions:
+            if self.trace.faults:
+                raise AllMembersFailedError(self.trace.faults, "", self.trace.skipped)
             raise NoCandidatesError(
                 "every member sat this request out: " + "; ".join(self.trace.skipped.values())
             )
@@ -55,9 +81,7 @@ class EnsembleRequest:
         self.quality = {name: 0.0 for name in self.active}
         self.history = last_user_text(conversation)
         self.prompt_tokens = self.sessions[self.counter].prompt_tokens
-        self.response = ""
         self.released = 0
-        self.rounds = 0
         self.finish_reason: str | None = None
         self._closed = False
         self._lock = threading.Lock()
@@ -70,13 +94,16 @@ class EnsembleRequest:
         return self.finish_reason is not None or self._closed
 
     def step(self) -> SegmentEvent | None:
-        """Run one round; None once the request has finished or was closed."""
+        """Run one round; None once the request has finished, failed or was closed."""
         with self._lock:
             if self.done:
                 return None
             try:
+                if self._expired():  # e.g. the caller paused, or waited for other requests' rounds
+                    return self._timed_out()
                 return self._round()
             except BaseException:
+                self._closed = True  # a failed request is over: no later step may run on freed caches
                 self._release()
                 raise
             finally:
@@ -101,7 +128,7 @@ class EnsembleRequest:
         )
 
     def usage(self) -> Usage:
-        completion = self.sessions[self.counter].count_tokens(self.response) if self.response else 0
+        completion = self._count("count_tokens", self.response) if self.response else 0
         members = {
             name: MemberUsage(**vars(session.counters)) for name, session in self.sessions.items()
         }
@@ -116,26 +143,29 @@ class EnsembleRequest:
     def _round(self) -> SegmentEvent:
         config = self.config
         self.rounds += 1
-        drafters = list(self.active)
-        single = len(drafters) == 1
 
         started = time.perf_counter()
-        drafts = self._map(
-            drafters, lambda name: self.sessions[name].draft(self.response, config.segment_tokens, align=not single)
-        )
+        drafts: dict[str, Draft] = {}
+        while not drafts:  # members that fail are taken out; the rest draft (raises once nobody is left)
+            single = len(self.active) == 1
+            drafts = self._each(
+                "draft", list(self.active), lambda name: self.sessions[name].draft(self.response, config.segment_tokens, align=not single)
+            )
+        drafters = list(drafts)
         drafted = time.perf_counter()
-        candidates, proposers = self._candidates(drafters, drafts)
+        candidates, proposers = self._candidates(drafters, list(drafts.values()))
 
         verifiers = self._verifiers()
         weights = self._weights(verifiers if not single else drafters)
         repetition = np.zeros(len(candidates))
-        if single or len(candidates) == 1:
-            scored: dict[str, list[float]] = {}
+        scored: dict[str, list[float]] = {}
+        if not (single or len(candidates) == 1):
+            scored = self._each("score", verifiers, lambda v: self.sessions[v].score(self.response, candidates))
+        if not scored:  # nothing to compare, or every verifier failed: the earliest candidate wins
             normalized: dict[str, np.ndarray] = {}
             combined = np.ones(len(candidates)) / len(candidates)
             winner = 0
         else:
-            scored = dict(zip(verifiers, self._map(verifiers, lambda v: self.sessions[v].score(self.response, candidates))))
             normalized = {v: normalize_scores(s, config.normalization, config.score_temperature) for v, s in scored.items()}
             combined = combine(normalized, weights, proposers, config.exclude_self_vote)
             if config.repetition_penalty:
@@ -153,14 +183,19 @@ class EnsembleRequest:
 
         chosen = candidates[winner]
         response = self.response + chosen.text
-        for name, session in self.sessions.items():
-            session.accept(response, winner if name in scored else None, own_draft=name in proposers[winner])
+        self._each(
+            "accept",
+            self._healthy(),
+            lambda name: self.sessions[name].accept(response, winner if name in scored else None, own_draft=name in proposers[winner]),
+        )
         finish, response = self._finish_checks(chosen, response)
+        if finish is None and self._expired():
+            finish = "timeout"
         self.response = response
 
         exited = self._model_exit() if finish is None else []
         round_trace = self._round_trace(
-            candidates, proposers, scored, normalized, repetition, combined, winner, weights, drafters, verifiers, exited
+            candidates, proposers, scored, normalized, repetition, combined, winner, weights, drafters, list(scored), exited
         )
         round_trace.draft_seconds = drafted - started
         round_trace.verify_seconds = verified - drafted
@@ -173,6 +208,7 @@ class EnsembleRequest:
         visible_end = len(self.response) if finish else len(self.response) - stop_holdback(self.response, config.stop)
         text = self.response[self.released : max(self.released, visible_end)]
         self.released += len(text)
+        faults, self._round_faults = self._round_faults, []  # this round's (and the first round: start's)
         return SegmentEvent(
             text=text,
             segment=chosen.text,
@@ -182,6 +218,7 @@ class EnsembleRequest:
             scores={name: float(combined[i]) for i, names in enumerate(proposers) for name in names},
             active_members=drafters,
             finish_reason=finish,
+            faults=faults,
         )
 
     def _candidates(self, drafters: list[str], drafts: list[Draft]) -> tuple[list[Candidate], list[list[str]]]:
@@ -204,8 +241,12 @@ class EnsembleRequest:
 
     def _verifiers(self) -> list[str]:
         if self.config.exited_members_verify:
-            return list(self.sessions)
+            return self._healthy()
         return list(self.active)
+
+    def _healthy(self) -> list[str]:
+        """Members still in the request (exited ones included), in member order."""
+        return [name for name in self.sessions if name not in self.faulted]
 
     def _weights(self, names: list[str]) -> dict[str, float]:
         if self.config.weighting == "hedge":
@@ -221,10 +262,9 @@ class EnsembleRequest:
             cut = stop_position(response, config.stop, start=max(0, len(self.response) - longest + 1))
             if cut is not None:
                 response, finish = response[:cut], "stop_sequence"
-        counter = self.sessions[self.counter]
-        length = counter.count_tokens(response)
+        length = self._count("count_tokens", response)
         if length > config.max_new_tokens:  # cut: whatever ended the turn lies beyond the limit
-            response, finish = counter.truncate(response, config.max_new_tokens), "length"
+            response, finish = self._count("truncate", response, config.max_new_tokens), "length"
         elif length == config.max_new_tokens:
             finish = finish or "length"
         if finish is None and self.rounds >= config.round_cap:
@@ -269,6 +309,73 @@ class EnsembleRequest:
             active_members=drafters,
             verifiers=verifiers if scored else [],
             exited=exited,
+        )
+
+    # ------------------------------------------------------------------ faults and time
+    def _each(self, phase: FaultPhase, names: list[str], work: Callable[[str], Any]) -> dict[str, Any]:
+        """``work(name)`` for each member; those that raise are taken out (see :meth:`_fault`), the
+        others' results come back in member order."""
+
+        def attempt(name: str) -> tuple[Any, Exception | None]:
+            try:
+                return work(name), None
+            except Exception as error:  # BaseException (KeyboardInterrupt, cancellation) still ends the request
+                return None, error
+
+        results: dict[str, Any] = {}
+        for name, (value, error) in zip(names, self._map(names, attempt)):
+            if error is None:
+                results[name] = value
+            else:
+                self._fault(name, phase, error)
+        return results
+
+    def _record_fault(self, name: str, phase: FaultPhase, error: Exception) -> MemberFault:
+        fault = MemberFault(member=name, phase=phase, round=self.rounds, error=f"{type(error).__name__}: {error}")
+        self.trace.faults.append(fault)
+        self._round_faults.append(fault)
+        self.faulted.add(name)
+        # Only the exception type at WARNING: its message may quote the prompt or output.
+        logger.warning("member %r failed (%s, round %d, %s); the request goes on without it", name, phase, self.rounds, type(error).__name__)
+        return fault
+
+    def _fault(self, name: str, phase: FaultPhase, error: Exception) -> None:
+        """Take a member out of this request: it stops drafting and verifying and its session is closed
+        (caches freed, never reused half-updated). Raises AllMembersFailedError when nobody is left."""
+        self._record_fault(name, phase, error)
+        self.active = [n for n in self.active if n != name]
+        try:
+            self.sessions[name].close()
+        except Exception:
+            logger.debug("closing the session of failed member %r raised too", name, exc_info=True)
+        healthy = self._healthy()
+        if not healthy:
+            raise AllMembersFailedError(self.trace.faults, self.response, self.trace.skipped)
+        if not self.active:  # only exited members are left: they come back rather than end the request
+            self.active = healthy
+
+    def _count(self, method: str, *args: Any) -> Any:
+        """``count_tokens`` / ``truncate`` on the counting member. A failed member still counts (only its
+        tokenizer is used); if counting itself raises, the next healthy member counts from then on."""
+        while True:
+            try:
+                return getattr(self.sessions[self.counter], method)(*args)
+            except Exception as error:
+                if self.counter not in self.faulted:
+                    self._fault(self.counter, "accept", error)
+                self.counter = self._healthy()[0]
+
+    def _expired(self) -> bool:
+        return self.deadline is not None and time.monotonic() >= self.deadline
+
+    def _timed_out(self) -> SegmentEvent:
+        """End a request whose time ran out between rounds, releasing any held-back text."""
+        self.finish_reason = "timeout"
+        text = self.response[self.released :]
+        self.released += len(text)
+        return SegmentEvent(
+            text=text, segment="", round=self.rounds, member="", proposers=[], scores={},
+            active_members=list(self.active), finish_reason="timeout",
         )
 
     # ------------------------------------------------------------------ helpers

@@ -6,7 +6,8 @@ from langchain_tests.unit_tests import ChatModelUnitTests
 
 from langchain_specfuse import ChatSpecFuse
 
-# The standard params include api_key/timeout/max_retries, which a local model ignores (with a warning).
+# The standard params include api_key and max_retries, which a local model ignores (with a warning);
+# their timeout is ChatSpecFuse's per-request time limit.
 pytestmark = pytest.mark.filterwarnings("ignore:ChatSpecFuse ignores:UserWarning")
 
 

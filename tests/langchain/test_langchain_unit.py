@@ -51,8 +51,8 @@ def test_bad_settings_fail_at_construction(kwargs: dict, message: str) -> None:
 def test_any_ensemble_config_field_is_accepted_and_other_keywords_warn() -> None:
     model = ChatSpecFuse(exclude_self_vote=True, normalization="rank")
     assert model.ensemble_kwargs == {"exclude_self_vote": True, "normalization": "rank"}
-    with pytest.warns(UserWarning, match="ignores api_key, timeout"):
-        ChatSpecFuse(api_key="x", timeout=10)
+    with pytest.warns(UserWarning, match="ignores api_key, max_retries"):
+        ChatSpecFuse(api_key="x", max_retries=3)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         ChatSpecFuse(preset="tiny", max_tokens=8, temperature=0.5, streaming=True)
@@ -153,3 +153,12 @@ def test_provenance_records_survive_chunk_merging() -> None:
     assert meta["model_provider"] == "specfuse"
     assert meta["model_name"] == "specfuse:tiny"
     assert meta["trace"]["rounds"] == 2
+
+
+def test_timeout_is_the_per_request_time_limit() -> None:
+    """LangChain's usual ``timeout`` field is the core's ``timeout_s``; a call may override it."""
+    model = ChatSpecFuse(timeout=2.5)
+    assert model._config(None)["timeout_s"] == 2.5
+    assert model._config(None, timeout=0.5)["timeout_s"] == 0.5
+    with pytest.raises(ValueError, match="timeout_s"):
+        ChatSpecFuse(timeout=-1)

@@ -1,0 +1,100 @@
+"""Reliability on the real tiny preset (three real models): concurrency and fault injection.
+
+Short prompts and 12-token answers keep this to a few minutes on a CPU.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import threading
+
+import pytest
+
+from specfuse_core import EnsembleConfig, SpecFuse
+
+from .reliability_fakes import WrappedMember, kv_length
+
+pytestmark = pytest.mark.integration
+
+FINISH = {"stop", "length", "stop_sequence", "timeout"}
+# Prompts whose answers take more than one segment, so every request runs at least two rounds.
+LONG_ANSWERS = [
+    "List five fruits, one per line, with a short description of each.",
+    "Explain how a bicycle works in a few sentences.",
+    "Describe the water cycle step by step.",
+    "Give three tips for learning a new language.",
+    "Write a short story about a dragon.",
+]
+
+
+def _key(result):
+    return result.text, result.finish_reason, [r.winner_member for r in result.trace.rounds]
+
+
+def test_eight_concurrent_requests_match_their_sequential_results(tiny_ensemble):
+    """Four threads and four astream consumers at once on one ensemble: each gets what it gets alone."""
+    prompts = LONG_ANSWERS[:4]
+    expected = [_key(tiny_ensemble.generate(p, max_new_tokens=12)) for p in prompts]
+    from_threads: list = [None] * len(prompts)
+
+    def work(i: int) -> None:
+        from_threads[i] = _key(tiny_ensemble.generate(prompts[i], max_new_tokens=12))
+
+    async def consume(i: int):
+        stream = tiny_ensemble.astream(prompts[i], max_new_tokens=12)
+        texts = [event.text async for event in stream]
+        result = stream.result()
+        assert "".join(texts) == result.text
+        return _key(result)
+
+    async def consumers():
+        return await asyncio.wait_for(asyncio.gather(*(consume(i) for i in range(len(prompts)))), 900)
+
+    threads = [threading.Thread(target=work, args=(i,), daemon=True) for i in range(len(prompts))]
+    for thread in threads:
+        thread.start()
+    from_tasks = asyncio.run(consumers())
+    for thread in threads:
+        thread.join(900)
+    assert not any(t.is_alive() for t in threads), "deadlock"
+    assert from_threads == expected
+    assert from_tasks == expected
+
+
+def test_a_member_failing_at_a_random_round_never_breaks_a_request(tiny_ensemble):
+    """20 requests; in each, one of the three members (seeded choice) raises at its 1st-3rd call
+    (a draft, score or accept of round 1 or 2). Every request completes with well-formed output and
+    reports the fault."""
+    rng = random.Random(20261125)
+    members = tiny_ensemble.members
+    config = EnsembleConfig(max_new_tokens=12, segment_tokens=6)
+    phases = set()
+    for k in range(20):
+        victim, fail_at = rng.randrange(len(members)), rng.randint(1, 3)
+        wrapped = WrappedMember(members[victim], fail_at=fail_at)
+        ensemble = SpecFuse([wrapped if i == victim else m for i, m in enumerate(members)], config)
+        stream = ensemble.stream(LONG_ANSWERS[k % len(LONG_ANSWERS)])
+        events = list(stream)
+        result = stream.result()
+        case = f"request {k}: {wrapped.name} failing at call {fail_at}"
+
+        assert result.text.strip(), case
+        assert "".join(e.text for e in events) == result.text, case
+        assert "\ufffd" not in result.text, case
+        result.text.encode("utf-8")
+        assert result.finish_reason in FINISH and events[-1].finish_reason == result.finish_reason, case
+        assert result.usage.completion_tokens > 0, case
+
+        session = wrapped.sessions[-1]
+        assert session.fired is not None, case
+        (fault,) = result.trace.faults
+        assert (fault.member, fault.phase) == (wrapped.name, session.fired[0]), case
+        assert fault.error.startswith("InjectedFault: "), case
+        assert [e.round for e in events if e.faults] == [fault.round], case
+        assert all(wrapped.name not in r.active_members for r in result.trace.rounds if r.round > fault.round), case
+        assert session.closed and kv_length(session) == 0, case
+        phases.add(fault.phase)
+    assert len(phases) >= 2  # faults landed in different phases
+    # and the shared members are untouched: the plain ensemble answers as before
+    assert tiny_ensemble.generate(LONG_ANSWERS[0], max_new_tokens=12).trace.faults == []
