@@ -1,8 +1,9 @@
 """Evaluation harness: does the ensemble beat its members, and at what cost? (``specfuse eval``)
 
 Modules: :mod:`.datasets` (items), :mod:`.checkers` and :mod:`.ifeval` (verdicts), :mod:`.modes`
-(what is compared), :mod:`.runner` (the resumable loop), :mod:`.records` and :mod:`.report` (output)."""
+(what is compared), :mod:`.analysis` (why the ensemble lost an item), :mod:`.runner` (the resumable loop), :mod:`.records` and :mod:`.report` (output)."""
 
+from .analysis import lost_items, overruled_rounds
 from .checkers import CheckResult, last_number, parse_number
 from .datasets import EvalItem, load_dataset
 from .errors import (
@@ -35,6 +36,8 @@ __all__ = [
     "UnknownDatasetError",
     "UnknownModeError",
     "last_number",
+    "lost_items",
+    "overruled_rounds",
     "load_dataset",
     "markdown_table",
     "parse_number",
