@@ -65,6 +65,7 @@ def run_eval_command(args: argparse.Namespace, err, argv: Sequence[str] | None =
     try:
         if args.limit is not None and args.limit < 1:
             raise ValueError("--limit must be at least 1")
+        overrides = parse_overrides(args.set)
         items = load_dataset(args.dataset, args.data_dir, args.limit, args.checker)
         if args.dataset == "ifeval":
             from .ifeval import scorer_registry
@@ -75,7 +76,7 @@ def run_eval_command(args: argparse.Namespace, err, argv: Sequence[str] | None =
             members.extend(load_preset_members(args.preset or "tiny"))
         members.extend(model_spec_member(spec) for spec in args.model)
         ensemble = SpecFuse(members, EnsembleConfig())
-        settings = EvalSettings(dataset=args.dataset, max_tokens=args.max_tokens, seed=args.seed, config=parse_overrides(args.set))
+        settings = EvalSettings(dataset=args.dataset, max_tokens=args.max_tokens, seed=args.seed, config=overrides)
         modes = [m.strip() for m in args.modes.split(",") if m.strip()]
         outcome = run_evaluation(
             ensemble, items, args.out, settings, modes, progress=not args.no_progress,
