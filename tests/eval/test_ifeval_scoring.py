@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-pytest.importorskip("if_verifiable")
-
-from specfuse_core.evaluation.ifeval import bundled_nltk_data, check_ifeval  # noqa: E402
+from specfuse_core.evaluation.ifeval import bundled_nltk_data, check_ifeval
 
 
 def test_no_comma_strict(ifeval_records):
