@@ -24,8 +24,14 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     chat = commands.add_parser("chat", help="answer one question with the ensemble, streaming segments")
     chat.add_argument("question", help="the user message")
-    chat.add_argument("--preset", default=None, help="packaged ensemble (default: tiny, unless --model is given)")
+    chat.add_argument("--preset", default=None, help="packaged ensemble (default: tiny, unless --model or --remote is given)")
     chat.add_argument("--model", action="append", default=[], metavar="PATH_OR_ID", help="a member: .gguf file, directory or hub id (repeatable)")
+    chat.add_argument(
+        "--remote", action="append", default=[], metavar="URL,MODEL[,TOKENIZER]",
+        help="a member served over /v1/completions (vLLM, llama-cpp-python); TOKENIZER: its local tokenizer dir, "
+        "tokenizer.json or .gguf (default: MODEL). Repeatable; see docs/scaling.md",
+    )
+    chat.add_argument("--remote-api-key-env", default=None, metavar="VAR", help="environment variable holding the remote servers' API key")
     chat.add_argument("--system", default=None, help="a system message")
     chat.add_argument("--max-tokens", type=int, default=128, help="max new tokens, counted in the first member's tokens")
     chat.add_argument("--temperature", type=float, default=0.0)
@@ -87,10 +93,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _build_ensemble(args: argparse.Namespace, config: EnsembleConfig) -> SpecFuse:
     from .loading import load_preset_members, model_spec_member
 
-    members = []
-    if args.preset or not args.model:
+    members: list = []
+    if args.preset or not (args.model or args.remote):
         members.extend(load_preset_members(args.preset or "tiny"))
     members.extend(model_spec_member(spec) for spec in args.model)
+    if args.remote:
+        from .remote import remote_member
+
+        members.extend(remote_member(spec, api_key_env=args.remote_api_key_env) for spec in args.remote)
     return SpecFuse(members, config)
 
 

@@ -25,7 +25,8 @@ def parse_remote_spec(spec: str, **settings: Any) -> RemoteMemberConfig:
     try:
         return RemoteMemberConfig(**fields)
     except ValidationError as error:
-        raise RemoteConfigError(f"invalid --remote {spec!r}: {error}") from None
+        reasons = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
+        raise RemoteConfigError(f"invalid --remote {spec!r}: {reasons}") from None
 
 
 def remote_member(spec: str, **settings: Any) -> RemoteMember:

@@ -73,7 +73,7 @@ def server_factory(tmp_path):
 
 
 def remote_config(server, **settings) -> RemoteMemberConfig:
-    return RemoteMemberConfig(base_url=server.base_url, model=server.alias, **settings)
+    return RemoteMemberConfig(**{"base_url": server.base_url, "model": server.alias, **settings})
 
 
 @pytest.fixture(scope="session")
