@@ -105,7 +105,7 @@ def markdown_table(summary: dict[str, dict[str, Any]]) -> str:
         if ifeval:
             header += ["prompt strict", "prompt loose", "instr. strict", "instr. loose"]
         header += ["fwd calls/item", "wall s/item", "rounds/item", "tokens/item", "active members", "win share"]
-        lines += [f"### {dataset} ({data['common_items']} items finished by every mode)", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        lines += [f"### {dataset} (items finished by every mode: {data['common_items']})", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         for mode, s in modes.items():
             row = [mode, str(s["items"]), f"{100 * s['accuracy']:.1f}%"]
             if ifeval:
