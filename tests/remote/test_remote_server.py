@@ -129,3 +129,14 @@ def test_cli_chat_with_a_remote_member(remote_smollm2, smollm2_dir, capsys):
     assert "Paris" in captured.out and "finish_reason=" in captured.err
     assert main(["chat", "hi", "--remote", "not-a-url,model"]) == 2  # a named error, not a traceback
     assert "invalid --remote" in capsys.readouterr().err
+
+
+def test_seeded_sampling_is_reproducible_and_varies_by_seed(remote_smollm2):
+    def drafts(seed: int) -> list[str]:
+        session = remote_smollm2.start(FRUITS, TokenChooser(temperature=1.0, seed=seed))
+        return [session.draft("", 10, align=False).text for _ in range(3)]  # three rounds: seed, seed+1, seed+2
+
+    first = drafts(7)
+    assert drafts(7) == first
+    assert len(set(first)) > 1  # each round gets its own seed
+    assert drafts(8) != first

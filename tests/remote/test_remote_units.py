@@ -142,3 +142,12 @@ def test_refused_connections_are_retried_with_backoff_then_named():
     with pytest.raises(RemoteUnavailableError, match="failed 1 time"):
         client.complete({"prompt": "x"}, retry=False)
     assert client.calls == 1
+
+
+def test_sampling_settings_map_to_completion_parameters():
+    from specfuse_core.remote.member import sampling_params
+    from specfuse_core.sampling import TokenChooser
+
+    assert sampling_params(TokenChooser()) == ({"temperature": 0.0, "top_p": 1.0}, None)
+    params, seed = sampling_params(TokenChooser(temperature=0.7, top_p=0.9, top_k=20, seed=123))
+    assert params == {"temperature": 0.7, "top_p": 0.9, "top_k": 20} and seed == 123
