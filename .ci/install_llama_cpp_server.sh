@@ -9,7 +9,9 @@
 # Portability: GGML_NATIVE=OFF stops -march=native, so the binary does not pick
 # up instructions of the build machine (AVX-512 on a newer host would crash on
 # an AVX2-only runner). AVX, AVX2, FMA, F16C and BMI2 are switched on by hand:
-# that is the x86-64-v3 level every CI machine here has.
+# that is the x86-64-v3 level every CI machine here has. Checked on the built 0.3.36 wheel:
+# `objdump -d llama_cpp/lib/libggml-cpu.so | grep -c zmm` is 0 (no AVX-512), ymm (AVX2) is used.
+# Measured: 1481 s to build on this project's 2-core machine under load; 6 s to reinstall from cache.
 # LLAVA_BUILD=OFF skips the multimodal library (imported lazily, never used).
 #
 # Usage: . .venv/bin/activate && .ci/install_llama_cpp_server.sh
