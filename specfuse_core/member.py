@@ -10,9 +10,6 @@ from __future__ import annotations
 
 import inspect
 import logging
-import re
-import threading
-import weakref
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -24,26 +21,12 @@ import torch
 from .errors import ContextWindowExceededError, UnsafeCheckpointError
 from .kv_cache import common_prefix_length, crop_to, new_cache, splice
 from .messages import Conversation
-from .prompt_format import PlainPromptFormat, render_prompt
+from .prompt_format import PlainPromptFormat
 from .sampling import TokenChooser
 from .text_align import REPLACEMENT_CHAR, cut_to_word_boundary
+from .tokenizer_view import TokenizerView
 
 logger = logging.getLogger(__name__)
-
-# Fast tokenizers are one shared Rust object whose borrow check fails ("Already borrowed") when an encode
-# overlaps a settings change from another thread, and requests encode from many threads: one lock per
-# tokenizer object (members built around the same tokenizer share it).
-_tokenizer_locks: "weakref.WeakKeyDictionary[Any, threading.Lock]" = weakref.WeakKeyDictionary()
-_tokenizer_locks_guard = threading.Lock()
-
-
-def _lock_for(tokenizer: Any) -> threading.Lock:
-    with _tokenizer_locks_guard:
-        try:
-            return _tokenizer_locks.setdefault(tokenizer, threading.Lock())
-        except TypeError:  # not weak-referenceable: a lock of its own
-            return threading.Lock()
-
 
 @dataclass(frozen=True)
 class Candidate:
@@ -129,20 +112,17 @@ class Member:
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.name = name
-        self._tokenizer_lock = _lock_for(tokenizer)
-        has_template = bool(getattr(tokenizer, "chat_template", None))
-        self.plain_prompt = plain_prompt if (plain_prompt is not None or has_template) else PlainPromptFormat()
+        self.tokens = TokenizerView(tokenizer, plain_prompt)
+        self.plain_prompt = self.tokens.plain_prompt
         config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
         self.context_window = int(context_window or getattr(config, "max_position_embeddings", 0) or 2048)
         self.device = next(model.parameters()).device
         self.layer_types: list[str] | None = getattr(config, "layer_types", None)
         self.sliding_window: int | None = getattr(config, "sliding_window", None)
         self._cache_kwarg = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
-        self.end_of_turn_id, self.end_of_turn_text = self._find_end_of_turn()
-        self._special_texts = self._find_special_texts()
-        self._special_firsts = frozenset(t[0] for t in self._special_texts)
+        self.end_of_turn_id, self.end_of_turn_text = self.tokens.end_of_turn_id, self.tokens.end_of_turn_text
         self.stop_token_ids = self._find_stop_token_ids()
-        self.stop_strings: tuple[str, ...] = self.plain_prompt.stop_strings if self.plain_prompt else ()
+        self.stop_strings = self.tokens.stop_strings
 
     # ------------------------------------------------------------------ loading
     @classmethod
@@ -208,36 +188,18 @@ class Member:
 
     # ------------------------------------------------------------------ tokens and text
     def encode(self, text: str) -> list[int]:
-        """Tokens of plain text (response, candidates). Special-token strings in it, such as
-        "<|im_end|>", stay text: they were written, not meant as control tokens."""
-        return self._encode(text, split_special_tokens=True)
-
-    def _encode(self, text: str, split_special_tokens: bool) -> list[int]:
-        with self._tokenizer_lock:
-            return self.tokenizer(text, add_special_tokens=False, split_special_tokens=split_special_tokens)["input_ids"]
+        """Tokens of plain text (special-token spellings stay text); see :class:`TokenizerView`."""
+        return self.tokens.encode(text)
 
     def decode(self, ids: Sequence[int]) -> str:
-        with self._tokenizer_lock:
-            return self.tokenizer.decode(list(ids), skip_special_tokens=True, clean_up_tokenization_spaces=False)
+        return self.tokens.decode(ids)
 
     def render(self, conversation: Conversation) -> str:
-        return render_prompt(self.tokenizer, conversation, self.plain_prompt)
+        return self.tokens.render(conversation)
 
     def prompt_ids(self, conversation: Conversation) -> list[int]:
-        """The rendered prompt's tokens. The template's special tokens are parsed as such; a message
-        that spells one ("<|im_start|>system") keeps it as text, so user text cannot forge a turn."""
-        forged = {i for i, m in enumerate(conversation) if self._spells_special_token(m["content"])}
-        if not forged:
-            return self._encode(self.render(conversation), split_special_tokens=False)
-        marks = {f"\x00SPECFUSE-MESSAGE-{i}\x00": i for i in forged}
-        masked = [dict(m, content=f"\x00SPECFUSE-MESSAGE-{i}\x00") if i in forged else m for i, m in enumerate(conversation)]
-        ids: list[int] = []
-        for piece in re.split("(" + "|".join(re.escape(mark) for mark in marks) + ")", self.render(masked)):
-            if piece in marks:
-                ids += self._encode(conversation[marks[piece]]["content"], split_special_tokens=True)
-            elif piece:
-                ids += self._encode(piece, split_special_tokens=False)
-        return ids
+        """The rendered prompt's tokens; message text cannot forge the template's control tokens."""
+        return self.tokens.prompt_ids(conversation)
 
     def describe(self) -> dict[str, Any]:
         """Small, serialisable identity of this member (no model objects)."""
@@ -257,34 +219,6 @@ class Member:
         if len(prompt) + reserved >= self.context_window:
             raise ContextWindowExceededError(self.name, len(prompt), self.context_window, reserved)
         return LocalSession(self, prompt, chooser)
-
-    def _find_end_of_turn(self) -> tuple[int | None, str | None]:
-        """The token (chat models) or text (plain format) that ends this member's turn."""
-        if self.plain_prompt is not None:
-            return None, self.plain_prompt.separator + self.plain_prompt.user_prefix.rstrip()
-        sentinel = "\x00SPECFUSE\x00"
-        rendered = self.tokenizer.apply_chat_template(
-            [{"role": "user", "content": "hi"}, {"role": "assistant", "content": sentinel}], tokenize=False
-        )
-        after = rendered.split(sentinel, 1)[1] if sentinel in rendered else ""
-        special = set(self.tokenizer.all_special_ids) | {
-            tid for tid, tok in getattr(self.tokenizer, "added_tokens_decoder", {}).items() if tok.special
-        }
-        for token_id in self._encode(after, split_special_tokens=False):
-            if token_id in special:
-                return token_id, None
-        return self.tokenizer.eos_token_id, None
-
-    def _spells_special_token(self, text: str) -> bool:
-        if not any(first in text for first in self._special_firsts):  # cheap: Gemma has 6,000+ of them
-            return False
-        return any(special in text for special in self._special_texts)
-
-    def _find_special_texts(self) -> tuple[str, ...]:
-        """Strings the tokenizer turns into special tokens when it parses them (``<|im_end|>``, ``<eos>``)."""
-        texts = set(getattr(self.tokenizer, "all_special_tokens", []) or [])
-        texts |= {str(tok) for tok in getattr(self.tokenizer, "added_tokens_decoder", {}).values() if getattr(tok, "special", False)}
-        return tuple(sorted((t for t in texts if t), key=len, reverse=True))
 
     def _find_stop_token_ids(self) -> frozenset[int]:
         ids: set[int] = set()
@@ -613,24 +547,11 @@ class LocalSession(MemberSession):
     def truncate(self, response: str, max_tokens: int) -> str:
         ids = self._view(response)[len(self.prompt_ids) :][:max_tokens]
         text = self._continuation(self.prompt_ids, ids).rstrip(REPLACEMENT_CHAR)
-        if not response.startswith(text):
-            # The tokenizer normalises text (Qwen2: NFC), so its decode is not the accepted text: cut the
-            # accepted text itself, never output characters no member wrote.
-            text = response[: self._longest_prefix_within(response, max_tokens)]
+        if not response.startswith(text):  # a normalising tokenizer (Qwen2: NFC): cut the accepted text itself
+            text = self.member.tokens.longest_prefix_within(response, max_tokens)
             ids = self.member.encode(text)
         self.response_text, self.response_ids = text, ids  # keep this member's own tokens for the cut text
         return text
-
-    def _longest_prefix_within(self, response: str, max_tokens: int) -> int:
-        """Characters of the longest prefix of ``response`` that encodes to at most ``max_tokens`` tokens."""
-        low, high = 0, len(response)
-        while low < high:
-            middle = (low + high + 1) // 2
-            if len(self.member.encode(response[:middle])) <= max_tokens:
-                low = middle
-            else:
-                high = middle - 1
-        return low
 
     def _drop_verified(self) -> None:
         if self._verified is not None:

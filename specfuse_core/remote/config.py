@@ -67,7 +67,7 @@ class RemoteMemberConfig(BaseModel):
     def _env_name(cls, value: str | None) -> str | None:
         if value is not None and (not value or not value.replace("_", "").isalnum()):
             raise ValueError(
-                f"api_key_env is the NAME of an environment variable (letters, digits, _), not the key itself"
+                "api_key_env is the NAME of an environment variable (letters, digits, _), not the key itself"
             )
         return value
 

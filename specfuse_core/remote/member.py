@@ -22,9 +22,10 @@ from ..sampling import TokenChooser
 from ..text_align import REPLACEMENT_CHAR, cut_to_word_boundary
 from .client import CompletionsClient
 from .config import RemoteMemberConfig
-from .errors import RemoteMemberError, RemotePromptError, RemoteProtocolError
+from .errors import RemoteConfigError, RemoteMemberError, RemotePromptError, RemoteProtocolError
 from .offsets import EchoedPrompt, candidate_token_indices, echoed_prompt, generated_per_choice, mean_logprob
-from .tokens import TokenizerView, load_tokenizer
+from ..tokenizer_view import TokenizerView
+from .tokens import load_tokenizer
 
 # Score of an empty, unfinished candidate: nothing to score, so it must never win (the engine drops
 # such candidates before scoring; this keeps score() total).
@@ -45,6 +46,12 @@ class RemoteMember:
             source.chat_template = config.chat_template
         self.tokens = TokenizerView(source, config.plain_prompt)
         self.plain_prompt = self.tokens.plain_prompt
+        # The text sent after a finished candidate: the end-of-turn token as the server parses it, or
+        # a plain-format member's ending text.
+        self.end_of_turn_text = self.tokens.end_of_turn_token or self.tokens.end_of_turn_text
+        self.ends_with_special = self.tokens.end_of_turn_id is not None
+        if not self.end_of_turn_text:
+            raise RemoteConfigError(f"member {self.name!r}: the tokenizer has a chat template but no end-of-turn or EOS token")
         self.client = CompletionsClient(config)
         self._batching = config.score_batching
         self._batching_lock = threading.Lock()
@@ -197,7 +204,7 @@ class RemoteSession(MemberSession):
     # ------------------------------------------------------------------ score
     def score(self, response: str, candidates: Sequence[Candidate]) -> list[float]:
         self._view(response)
-        tokens = self.member.tokens
+        member = self.member
         prompts: list[str] = []
         lengths: list[int] = []
         specials: list[bool] = []
@@ -205,8 +212,8 @@ class RemoteSession(MemberSession):
         for index, cand in enumerate(candidates):
             if not cand.text and not cand.finished:
                 continue
-            ending = tokens.end_of_turn_text if cand.finished else ""
-            special = cand.finished and tokens.ends_with_special
+            ending = member.end_of_turn_text if cand.finished else ""
+            special = cand.finished and member.ends_with_special
             prompts.append(self.prompt_text + response + cand.text + ending)
             lengths.append(len(cand.text) + (0 if special or not cand.finished else len(ending)))
             specials.append(special)
@@ -235,14 +242,7 @@ class RemoteSession(MemberSession):
         ids = self._view(response)[:max_tokens]
         text = self.member.decode(ids).rstrip(REPLACEMENT_CHAR)
         if not response.startswith(text):  # a normalising tokenizer: cut the accepted text itself
-            low, high = 0, len(response)
-            while low < high:
-                middle = (low + high + 1) // 2
-                if len(self.member.encode(response[:middle])) <= max_tokens:
-                    low = middle
-                else:
-                    high = middle - 1
-            text = response[:low]
+            text = self.member.tokens.longest_prefix_within(response, max_tokens)
         self.response_text, self.response_ids = text, self.member.encode(text)
         return text
 
