@@ -24,7 +24,7 @@ class CheckResult(BaseModel):
 
 
 # A number as people write it in answers: optional sign and $, thousands commas, decimals.
-_NUMBER = re.compile(r"-?\$?\s?\d[\d,]*(?:\.\d+)?")
+_NUMBER = re.compile(r"-?(?:\$\s?)?\d[\d,]*(?:\.\d+)?")
 
 
 def parse_number(text: str) -> Decimal | None:
@@ -36,10 +36,19 @@ def parse_number(text: str) -> Decimal | None:
         return None
 
 
+def _is_list_marker(text: str, start: int, end: int) -> bool:
+    """``3.`` / ``3)`` opening a line and followed by text: a step number, not an answer."""
+    line_start = text.rfind("\n", 0, start) + 1
+    return not text[line_start:start].strip() and re.match(r"[.)][ \t]+\S", text[end:]) is not None
+
+
 def last_number(text: str) -> Decimal | None:
-    """The last number in a model's output (the usual GSM8K extraction), or None."""
-    for match in reversed(_NUMBER.findall(text)):
-        value = parse_number(match)
+    """The last number in a model's output (the usual GSM8K extraction), or None. Step numbers of a
+    list (``3. Add ...``) are skipped: a cut-off answer would otherwise "answer" its step count."""
+    for match in reversed(list(_NUMBER.finditer(text))):
+        if _is_list_marker(text, match.start(), match.end()):
+            continue
+        value = parse_number(match.group(0))
         if value is not None:
             return value
     return None

@@ -28,6 +28,7 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--modes", default="all", help="comma-separated: all, members, a member name, ensemble, ensemble_exit, ensemble_hedge")
     parser.add_argument("--out", type=Path, required=True, help="output folder; an existing one is resumed")
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="EnsembleConfig override for every mode, e.g. --set exclude_self_vote=true (repeatable)")
+    parser.add_argument("--rescore", action="store_true", help="re-check answers already in --out with the current checkers first")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -80,7 +81,7 @@ def run_eval_command(args: argparse.Namespace, err, argv: Sequence[str] | None =
         modes = [m.strip() for m in args.modes.split(",") if m.strip()]
         outcome = run_evaluation(
             ensemble, items, args.out, settings, modes, progress=not args.no_progress,
-            command="specfuse " + shlex.join(list(sys.argv[1:] if argv is None else argv)),
+            command="specfuse " + shlex.join(list(sys.argv[1:] if argv is None else argv)), rescore_stored=args.rescore,
         )
     except KeyboardInterrupt:
         err.print("interrupted before any item ran", markup=False)

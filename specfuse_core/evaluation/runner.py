@@ -4,6 +4,7 @@ the item in flight."""
 
 from __future__ import annotations
 
+import os
 import platform
 import time
 from dataclasses import dataclass
@@ -91,6 +92,26 @@ def run_item(item: EvalItem, mode: Mode, settings: EvalSettings) -> ItemRecord:
     )
 
 
+def rescore(records: list[ItemRecord], items: list[EvalItem]) -> list[ItemRecord]:
+    """Re-check stored answers with the current checkers (after a checker fix), without generating."""
+    by_id = {item.id: item for item in items}
+    out = []
+    for r in records:
+        item = by_id.get(r.item_id)
+        if item is None or r.error is not None:
+            out.append(r)
+            continue
+        verdict = check(item, r.answer)
+        out.append(r.model_copy(update={"correct": verdict.correct, "extracted": verdict.extracted, "details": verdict.details}))
+    return out
+
+
+def _rewrite(path: Path, records: list[ItemRecord]) -> None:
+    tmp = path.with_suffix(".jsonl.tmp")
+    tmp.write_text("".join(r.model_dump_json() + "\n" for r in records), encoding="utf-8")
+    os.replace(tmp, path)
+
+
 def _check_settings(out: Path, settings: EvalSettings) -> None:
     path = out / SETTINGS_FILE
     if path.is_file():
@@ -106,8 +127,6 @@ def _check_settings(out: Path, settings: EvalSettings) -> None:
 
 def environment() -> dict[str, Any]:
     """Machine facts for the report (timings depend on them)."""
-    import os
-
     import torch
 
     return {
@@ -130,6 +149,7 @@ def run_evaluation(
     modes: list[str] | None = None,
     progress: bool = True,
     command: str | None = None,
+    rescore_stored: bool = False,
 ) -> EvalOutcome:
     """Run every pending (item, mode), then write the report. Ctrl-C stops after writing the report
     from what finished (``interrupted=True``); running again with the same ``out`` resumes."""
@@ -139,6 +159,9 @@ def run_evaluation(
     _check_settings(out, settings)
     results_path = out / RESULTS_FILE
     records = read_records(results_path)
+    if rescore_stored and records:
+        records = rescore([r for r in records if r.dataset == settings.dataset], items) + [r for r in records if r.dataset != settings.dataset]
+        _rewrite(results_path, records)
     done = {r.key for r in records}
     pending = [(item, mode) for item in items for mode in selected if (settings.dataset, mode.name, item.id) not in done]
     skipped = len(items) * len(selected) - len(pending)

@@ -31,6 +31,9 @@ from specfuse_core.evaluation.errors import UnknownCheckerError
         ("5 apples then 12\n#### 12", "12"),
         ("3.0", "3"),
         ("values 10 and 20.", "20"),
+        ("It needs 4 bolts.\n3. Determine the total", "4"),  # a step number is not an answer
+        ("Steps:\n  2) add them\n18.", "18"),
+        ("The total is\n18.\n", "18"),
     ],
 )
 def test_last_number(text, expected):
@@ -39,6 +42,7 @@ def test_last_number(text, expected):
 
 def test_no_number_is_none():
     assert last_number("I do not know.") is None
+    assert last_number("1. Read the problem\n2. Add") is None
     assert check_last_number("I do not know.", "3").correct is False
 
 

@@ -124,3 +124,18 @@ def test_resume_refuses_other_settings(tmp_path, monkeypatch):
     runner.run_evaluation(_fake_ensemble(), items, tmp_path, runner.EvalSettings(dataset="gsm8k", max_tokens=8), ["a"], progress=False)
     with pytest.raises(runner.SettingsMismatchError, match="another --out"):
         runner.run_evaluation(_fake_ensemble(), items, tmp_path, runner.EvalSettings(dataset="gsm8k", max_tokens=16), ["a"], progress=False)
+
+
+def test_rescore_rechecks_stored_answers(tmp_path, monkeypatch):
+    """A checker fix applies to finished answers: --rescore re-checks them without generating."""
+    items = [EvalItem(id="q0", prompt="p", reference="4", checker="gsm8k")]
+    stale = make_record("a", "q0", False).model_copy(update={"answer": "It is 4 bolts.\n3. Then add", "extracted": "3"})
+    append_record(tmp_path / runner.RESULTS_FILE, stale)
+    monkeypatch.setattr(runner, "run_item", lambda *a: pytest.fail("nothing should be generated"))
+    settings = runner.EvalSettings(dataset="gsm8k", max_tokens=8)
+    outcome = runner.run_evaluation(_fake_ensemble(), items, tmp_path, settings, ["a"], progress=False, rescore_stored=True)
+    [record] = read_records(tmp_path / runner.RESULTS_FILE)
+    assert record.correct is True and record.extracted == "4"
+    assert outcome.summary["results"]["gsm8k"]["modes"]["a"]["correct"] == 1
+    wrong = runner.rescore([record.model_copy(update={"answer": "no idea"})], items)
+    assert wrong[0].correct is False
