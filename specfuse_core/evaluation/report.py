@@ -136,10 +136,13 @@ def plot(summary: dict[str, dict[str, Any]], path: Path) -> None:
     fig, axes = plt.subplots(1, len(datasets), figsize=(6 * len(datasets), 4.5), squeeze=False)
     for ax, dataset in zip(axes[0], datasets):
         modes = summary.get(dataset, {}).get("modes", {})
-        for mode, s in modes.items():
+        for mode, s in modes.items():  # a legend, not labels: modes often share a point (same accuracy)
             marker = "s" if mode.startswith("ensemble") else "o"
-            ax.scatter(s["forward_calls_per_item"], 100 * s["accuracy"], marker=marker, s=60)
-            ax.annotate(f"{mode} (n={s['items']})", (s["forward_calls_per_item"], 100 * s["accuracy"]), textcoords="offset points", xytext=(5, 5), fontsize=8)
+            ax.scatter(s["forward_calls_per_item"], 100 * s["accuracy"], marker=marker, s=60, alpha=0.8, label=f"{mode} (n={s['items']})")
+        top = max([100 * s["accuracy"] for s in modes.values()] + [0.0])
+        ax.set_ylim(-2, min(100, top + 10))
+        if modes:
+            ax.legend(fontsize=8, loc="upper right")
         ax.set_title(dataset)
         ax.set_xlabel("member forward calls per item")
         ax.set_ylabel("accuracy (%)")
