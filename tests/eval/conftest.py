@@ -16,7 +16,8 @@ DATA_DIR = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
     if not (DATA_DIR / "ifeval_input_data.jsonl").is_file():
-        pytest.skip("public data not found in ../shared/data (see docs/evaluation.md)")
+        # A failure, not a skip: CI lays shared/ beside the clone, and a skip would hide its absence.
+        pytest.fail("public data not found in ../shared/data (see docs/evaluation.md)")
     return DATA_DIR.resolve()
 
 

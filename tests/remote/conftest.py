@@ -40,7 +40,8 @@ def smollm2_tokenizer(smollm2_dir):
 
 def _require_server() -> None:
     if importlib.util.find_spec("llama_cpp") is None:
-        pytest.skip("llama-cpp-python[server] is not installed: run .ci/install_llama_cpp_server.sh")
+        # A failure, not a skip: a silent skip would hide a missing install step (see README).
+        pytest.fail("llama-cpp-python[server] is not installed: run bash .ci/install_llama_cpp_server.sh")
 
 
 @pytest.fixture(scope="session")
