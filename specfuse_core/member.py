@@ -24,7 +24,7 @@ from .messages import Conversation
 from .prompt_format import PlainPromptFormat
 from .sampling import TokenChooser
 from .text_align import REPLACEMENT_CHAR, cut_to_word_boundary
-from .tokenizer_view import TokenizerView
+from .tokenizer_view import TextMember, TokenizerView
 
 logger = logging.getLogger(__name__)
 
@@ -93,7 +93,7 @@ class MemberSession(ABC):
         """Release the request's caches."""
 
 
-class Member:
+class Member(TextMember):
     """A local ``transformers`` causal LM usable as an ensemble member.
 
     Build with :meth:`from_pretrained` (hub id or directory) or :meth:`from_gguf` (a GGUF file,
@@ -185,21 +185,6 @@ class Member:
             verify_sha256(file, sha256, "pass the digest of the file you meant to load")
         directory = converted_dir(file, sha256)
         return cls.from_pretrained(directory, name=name or file.stem, **kwargs)
-
-    # ------------------------------------------------------------------ tokens and text
-    def encode(self, text: str) -> list[int]:
-        """Tokens of plain text (special-token spellings stay text); see :class:`TokenizerView`."""
-        return self.tokens.encode(text)
-
-    def decode(self, ids: Sequence[int]) -> str:
-        return self.tokens.decode(ids)
-
-    def render(self, conversation: Conversation) -> str:
-        return self.tokens.render(conversation)
-
-    def prompt_ids(self, conversation: Conversation) -> list[int]:
-        """The rendered prompt's tokens; message text cannot forge the template's control tokens."""
-        return self.tokens.prompt_ids(conversation)
 
     def describe(self) -> dict[str, Any]:
         """Small, serialisable identity of this member (no model objects)."""

@@ -24,7 +24,7 @@ from .client import CompletionsClient
 from .config import RemoteMemberConfig
 from .errors import RemoteConfigError, RemoteMemberError, RemotePromptError, RemoteProtocolError
 from .offsets import EchoedPrompt, candidate_token_indices, echoed_prompt, generated_per_choice, mean_logprob
-from ..tokenizer_view import TokenizerView
+from ..tokenizer_view import TextMember, TokenizerView
 from .tokens import load_tokenizer
 
 # Score of an empty, unfinished candidate: nothing to score, so it must never win (the engine drops
@@ -32,7 +32,7 @@ from .tokens import load_tokenizer
 IMPOSSIBLE = -1.0e4
 
 
-class RemoteMember:
+class RemoteMember(TextMember):
     """An ensemble member whose model runs on a completions server. Mix freely with local members:
     ``SpecFuse([local_member, RemoteMember(RemoteMemberConfig(...))])``."""
 
@@ -60,18 +60,6 @@ class RemoteMember:
         return f"RemoteMember(name={self.name!r}, model={self.config.model!r}, base_url={self.config.base_url!r})"
 
     # ------------------------------------------------------------------ the surface the engine uses
-    def encode(self, text: str) -> list[int]:
-        return self.tokens.encode(text)
-
-    def decode(self, ids: Sequence[int]) -> str:
-        return self.tokens.decode(list(ids))
-
-    def render(self, conversation: Conversation) -> str:
-        return self.tokens.render(conversation)
-
-    def prompt_ids(self, conversation: Conversation) -> list[int]:
-        return self.tokens.prompt_ids(conversation)
-
     def describe(self) -> dict[str, Any]:
         """Identity for traces and logs: never the API key (only the variable's name, if any)."""
         return {
