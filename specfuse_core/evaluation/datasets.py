@@ -12,9 +12,11 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from .checkers import TEXT_CHECKERS, gsm8k_reference
+from .short_answer import SHORT_CHECKERS
 from .errors import BadDatasetLineError, DatasetNotFoundError, UnknownCheckerError, UnknownDatasetError
 
 PUBLIC_FILES = {"gsm8k": "gsm8k_test.jsonl", "ifeval": "ifeval_input_data.jsonl"}
+BUILTIN_SETS = ("dev",)  # shipped with the package: see devset.py
 GET_DATA_HINT = (
     "get gsm8k_test.jsonl from github.com/openai/grade-school-math (grade_school_math/data/test.jsonl) and "
     "ifeval_input_data.jsonl from github.com/google-research/google-research "
@@ -31,7 +33,8 @@ class EvalItem(BaseModel):
     id: str
     prompt: str
     reference: Any
-    checker: str = Field(description="gsm8k, ifeval, or a text checker name")
+    checker: str = Field(description="gsm8k, ifeval, or a text or short-answer checker name")
+    category: str | None = Field(None, description="reported separately (the dev set: facts, arithmetic, instructions)")
 
 
 def default_data_dir(cwd: Path | None = None) -> Path | None:
@@ -83,14 +86,21 @@ def load_ifeval(path: Path, limit: int | None = None) -> list[EvalItem]:
     ]
 
 
+ITEM_CHECKERS = {**TEXT_CHECKERS, **SHORT_CHECKERS}
+
+
 def load_custom(path: Path, checker: str, limit: int | None = None, prompt_field: str = "prompt", answer_field: str = "answer") -> list[EvalItem]:
-    """A JSONL with one object per line: ``prompt``, ``answer`` and optionally ``id``."""
-    if checker not in TEXT_CHECKERS:
-        raise UnknownCheckerError(f"unknown checker {checker!r} for {path}; choose one of: {', '.join(TEXT_CHECKERS)}")
+    """A JSONL with one object per line: ``prompt``, ``answer`` and optionally ``id``, ``category`` and
+    ``checker`` (a line's own checker wins over the ``checker`` argument)."""
+    if checker not in ITEM_CHECKERS:
+        raise UnknownCheckerError(f"unknown checker {checker!r} for {path}; choose one of: {', '.join(ITEM_CHECKERS)}")
     items: list[EvalItem] = []
     seen: set[str] = set()
     for number, record in _read_jsonl(path, (prompt_field, answer_field), limit):
-        if checker == "regex":
+        line_checker = str(record.get("checker", checker))
+        if line_checker not in ITEM_CHECKERS:
+            raise BadDatasetLineError(str(path), number, f"unknown checker {line_checker!r}; choose one of: {', '.join(ITEM_CHECKERS)}")
+        if line_checker == "regex":
             try:
                 re.compile(str(record[answer_field]))
             except re.error as error:
@@ -99,13 +109,24 @@ def load_custom(path: Path, checker: str, limit: int | None = None, prompt_field
         if item_id in seen:
             raise BadDatasetLineError(str(path), number, f"id {item_id!r} repeats an earlier line; ids must be unique (resume relies on them)")
         seen.add(item_id)
-        items.append(EvalItem(id=item_id, prompt=str(record[prompt_field]), reference=record[answer_field], checker=checker))
+        category = record.get("category")
+        items.append(
+            EvalItem(
+                id=item_id, prompt=str(record[prompt_field]), reference=record[answer_field], checker=line_checker,
+                category=None if category is None else str(category),
+            )
+        )
     return items
 
 
 def load_dataset(dataset: str, data_dir: Path | None = None, limit: int | None = None, checker: str | None = None) -> list[EvalItem]:
     """``gsm8k`` / ``ifeval`` (from ``data_dir``: a folder holding the public file, or the file itself;
-    default ``../shared/data``) or a path to a ``.jsonl`` with a text checker."""
+    default ``../shared/data``), ``dev`` (the built-in short-answer set, see :mod:`.devset`) or a path to
+    a ``.jsonl`` with a text checker."""
+    if dataset == "dev":
+        from .devset import DEV_FILE
+
+        return load_custom(DEV_FILE, "exact-match", limit)
     if dataset in PUBLIC_FILES:
         directory = data_dir or default_data_dir()
         if directory is None:
@@ -114,4 +135,4 @@ def load_dataset(dataset: str, data_dir: Path | None = None, limit: int | None =
         return load_gsm8k(path, limit) if dataset == "gsm8k" else load_ifeval(path, limit)
     if dataset.endswith(".jsonl"):
         return load_custom(Path(dataset), checker or "exact-match", limit)
-    raise UnknownDatasetError(f"unknown dataset {dataset!r}: use gsm8k, ifeval, or a path to a .jsonl file")
+    raise UnknownDatasetError(f"unknown dataset {dataset!r}: use gsm8k, ifeval, dev, or a path to a .jsonl file")

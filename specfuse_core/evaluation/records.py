@@ -3,6 +3,7 @@ JSON line each, so a run can resume from the file)."""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 from pathlib import Path
@@ -38,6 +39,7 @@ class ItemRecord(BaseModel):
     dataset: str
     mode: str
     item_id: str
+    category: str | None = None
     answer: str
     finish_reason: str | None = None
     correct: bool
@@ -105,7 +107,11 @@ def read_records(path: Path) -> list[ItemRecord]:
 
 def append_record(path: Path, record: ItemRecord) -> None:
     """One line per record, flushed, so an interrupted run keeps everything that finished."""
-    torn = path.is_file() and path.stat().st_size > 0 and path.read_bytes()[-1:] != b"\n"
     with path.open("a", encoding="utf-8") as handle:
-        handle.write(("\n" if torn else "") + record.model_dump_json() + "\n")
-        handle.flush()
+        fcntl.flock(handle, fcntl.LOCK_EX)  # worker processes (--jobs) append to the same file
+        try:
+            torn = path.stat().st_size > 0 and path.read_bytes()[-1:] != b"\n"
+            handle.write(("\n" if torn else "") + record.model_dump_json() + "\n")
+            handle.flush()
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

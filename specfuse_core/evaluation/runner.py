@@ -17,11 +17,13 @@ from tqdm import tqdm
 
 from ..engine import SpecFuse
 from .checkers import CheckResult, check_last_number, text_checker
+from .copying import copies_prompt, restates_prompt
 from .datasets import EvalItem
 from .errors import EvaluationError
 from .modes import Mode, select_modes
 from .records import ItemCost, ItemRecord, append_record, cost_of, read_records, trace_summary
 from .report import write_report
+from .short_answer import SHORT_CHECKERS
 
 RESULTS_FILE = "results.jsonl"
 SETTINGS_FILE = "run.json"
@@ -34,6 +36,7 @@ class EvalSettings(BaseModel):
     max_tokens: int = Field(ge=1)
     seed: int | None = None
     config: dict[str, Any] = Field(default_factory=dict, description="EnsembleConfig overrides for every mode")
+    variants: dict[str, dict[str, Any]] = Field(default_factory=dict, description="named ensemble modes: name -> EnsembleConfig overrides")
     members: list[str] = Field(default_factory=list)
 
 
@@ -50,15 +53,39 @@ class EvalOutcome:
     skipped: int
 
 
+REPEAT_PROMPT_INSTRUCTION = "combination:repeat_prompt"  # IFEval asks for the copy in these prompts
+
+
+def copies_its_prompt(item: EvalItem, output: str) -> bool:
+    """For short answers: any copied prompt sentence or 8-word run; for GSM8K, IFEval and custom sets
+    (longer answers that may quote a phrase): most of the answer copied."""
+    if item.checker in SHORT_CHECKERS:
+        return copies_prompt(output, item.prompt)
+    if item.checker == "ifeval" and REPEAT_PROMPT_INSTRUCTION in item.reference.get("instruction_id_list", []):
+        return False
+    return restates_prompt(output, item.prompt)
+
+
 def check(item: EvalItem, output: str) -> CheckResult:
-    """The item's verdict with its own checker."""
-    if item.checker == "gsm8k":
-        return check_last_number(output, item.reference)
+    """The item's verdict with its own checker; an answer that copies the prompt fails (and for IFEval
+    fails every instruction, so instruction-level rates count it too)."""
     if item.checker == "ifeval":
         from .ifeval import check_ifeval
 
-        return check_ifeval(output, item.reference)
-    return text_checker(item.checker)(output, item.reference)
+        verdict = check_ifeval(output, item.reference)
+    elif item.checker == "gsm8k":
+        verdict = check_last_number(output, item.reference)
+    elif item.checker in SHORT_CHECKERS:
+        verdict = SHORT_CHECKERS[item.checker](output, item.reference)
+    else:
+        verdict = text_checker(item.checker)(output, item.reference)
+    if not copies_its_prompt(item, output):
+        return verdict
+    details = dict(verdict.details, copies_prompt=True)
+    if item.checker == "ifeval":
+        count = len(details.get("strict", []))
+        details.update(strict=[False] * count, loose=[False] * count, prompt_strict=False, prompt_loose=False)
+    return CheckResult(correct=False, extracted=verdict.extracted, details=details)
 
 
 def run_item(item: EvalItem, mode: Mode, settings: EvalSettings) -> ItemRecord:
@@ -73,7 +100,7 @@ def run_item(item: EvalItem, mode: Mode, settings: EvalSettings) -> ItemRecord:
     except Exception as error:  # one failing item must not end a long run; it is recorded and counted wrong
         cost = ItemCost(wall_seconds=time.perf_counter() - started, forward_calls=0, rounds=0, completion_tokens=0)
         return ItemRecord(
-            dataset=settings.dataset, mode=mode.name, item_id=item.id, answer="", correct=False,
+            dataset=settings.dataset, mode=mode.name, item_id=item.id, category=item.category, answer="", correct=False,
             cost=cost, error=f"{type(error).__name__}: {error}",
         )
     wall = time.perf_counter() - started
@@ -82,6 +109,7 @@ def run_item(item: EvalItem, mode: Mode, settings: EvalSettings) -> ItemRecord:
         dataset=settings.dataset,
         mode=mode.name,
         item_id=item.id,
+        category=item.category,
         answer=result.text,
         finish_reason=result.finish_reason,
         correct=verdict.correct,
@@ -150,11 +178,15 @@ def run_evaluation(
     progress: bool = True,
     command: str | None = None,
     rescore_stored: bool = False,
+    shard: tuple[int, int] | None = None,
 ) -> EvalOutcome:
     """Run every pending (item, mode), then write the report. Ctrl-C stops after writing the report
-    from what finished (``interrupted=True``); running again with the same ``out`` resumes."""
+    from what finished (``interrupted=True``); running again with the same ``out`` resumes.
+
+    ``shard=(i, n)``: run only items ``i, i+n, i+2n, ...`` and write no report (one of ``n`` worker
+    processes sharing ``out``; see ``specfuse eval --jobs``)."""
     out.mkdir(parents=True, exist_ok=True)
-    selected = select_modes(ensemble, modes)
+    selected = select_modes(ensemble, modes, settings.variants)
     settings = settings.model_copy(update={"members": ensemble.member_names})
     _check_settings(out, settings)
     results_path = out / RESULTS_FILE
@@ -163,8 +195,9 @@ def run_evaluation(
         records = rescore([r for r in records if r.dataset == settings.dataset], items) + [r for r in records if r.dataset != settings.dataset]
         _rewrite(results_path, records)
     done = {r.key for r in records}
-    pending = [(item, mode) for item in items for mode in selected if (settings.dataset, mode.name, item.id) not in done]
-    skipped = len(items) * len(selected) - len(pending)
+    mine = items if shard is None else items[shard[0] :: shard[1]]
+    pending = [(item, mode) for item in mine for mode in selected if (settings.dataset, mode.name, item.id) not in done]
+    skipped = len(mine) * len(selected) - len(pending)
     interrupted = False
     ran = 0
     bar = tqdm(total=len(pending), disable=not progress, unit="answer", dynamic_ncols=True)
@@ -180,6 +213,9 @@ def run_evaluation(
         interrupted = True
     finally:
         bar.close()
+    if shard is not None:
+        return EvalOutcome(records=[], summary={}, interrupted=interrupted, ran=ran, skipped=skipped)
+    records = read_records(results_path)  # other worker processes may have added lines
     wanted = {mode.name for mode in selected}
     item_ids = {item.id for item in items}
     shown = [r for r in records if r.mode in wanted and r.item_id in item_ids and r.dataset == settings.dataset]
