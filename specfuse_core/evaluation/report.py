@@ -63,7 +63,33 @@ def summarize_mode(records: list[ItemRecord]) -> dict[str, Any]:
     }
     if records and records[0].details.get("instructions") is not None:
         summary["ifeval"] = _ifeval_rates(records)
+    categories: dict[str, list[ItemRecord]] = defaultdict(list)
+    for r in records:
+        if r.category is not None:
+            categories[r.category].append(r)
+    if categories:
+        summary["per_category"] = {
+            c: {"items": len(rs), "correct": sum(r.correct for r in rs), "accuracy": _mean([float(r.correct) for r in rs])}
+            for c, rs in categories.items()
+        }
+    summary["copies_prompt"] = sum(bool(r.details.get("copies_prompt")) for r in records)
     return summary
+
+
+def versus_members(by_mode: dict[str, list[ItemRecord]], mode: str, members: list[str]) -> dict[str, int]:
+    """Against the members alone on the same items: items this mode lost that some member got right,
+    items it won that no member got right, and the best single member's correct count there."""
+    right: dict[str, set[str]] = {m: {r.item_id for r in by_mode.get(m, []) if r.correct} for m in members}
+    answered = [{r.item_id for r in by_mode.get(m, [])} for m in members if m in by_mode]
+    mine = {r.item_id: r.correct for r in by_mode[mode]}
+    common = set(mine).intersection(*answered) if answered else set()
+    any_member = set().union(*right.values()) if right else set()
+    return {
+        "items": len(common),
+        "lost_to_a_member": sum(1 for i in common if not mine[i] and i in any_member),
+        "won_where_no_member": sum(1 for i in common if mine[i] and i not in any_member),
+        "oracle_correct": len(any_member & common),
+    }
 
 
 def _count(values) -> dict[str, int]:
@@ -73,7 +99,7 @@ def _count(values) -> dict[str, int]:
     return counts
 
 
-def summarize(records: list[ItemRecord], modes: list[str] | None = None) -> dict[str, dict[str, Any]]:
+def summarize(records: list[ItemRecord], modes: list[str] | None = None, members: list[str] | None = None) -> dict[str, dict[str, Any]]:
     """dataset -> mode -> summary, modes in the given order (others after, as first seen). Also
     ``common_items``: accuracy of each mode on the items every mode finished (fair when a run stopped early)."""
     order = list(modes or [])
@@ -91,6 +117,8 @@ def summarize(records: list[ItemRecord], modes: list[str] | None = None) -> dict
         for mode in present:
             summary = summarize_mode(by_mode[mode])
             summary["accuracy_on_common_items"] = _mean([float(r.correct) for r in by_mode[mode] if r.item_id in common])
+            if members and mode not in members and any(m in by_mode for m in members):
+                summary["versus_members"] = versus_members(by_mode, mode, members)
             out[dataset]["modes"][mode] = summary
     return out
 
@@ -101,13 +129,23 @@ def markdown_table(summary: dict[str, dict[str, Any]]) -> str:
     for dataset, data in summary.items():
         modes = data["modes"]
         ifeval = any("ifeval" in s for s in modes.values())
-        header = ["mode", "items", "accuracy"]
+        categories = sorted({c for s in modes.values() for c in s.get("per_category", {})})
+        header = ["mode", "items", "accuracy", *categories]
+        versus = any("versus_members" in s for s in modes.values())
+        if versus:
+            header += ["lost to a member", "won where none did"]
         if ifeval:
             header += ["prompt strict", "prompt loose", "instr. strict", "instr. loose"]
         header += ["fwd calls/item", "wall s/item", "rounds/item", "tokens/item", "active members", "win share"]
         lines += [f"### {dataset} (items finished by every mode: {data['common_items']})", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         for mode, s in modes.items():
             row = [mode, str(s["items"]), f"{100 * s['accuracy']:.1f}%"]
+            for c in categories:
+                cat = s.get("per_category", {}).get(c)
+                row.append(f"{cat['correct']}/{cat['items']}" if cat else "-")
+            if versus:
+                v = s.get("versus_members")
+                row += [str(v["lost_to_a_member"]), str(v["won_where_no_member"])] if v else ["-", "-"]
             if ifeval:
                 rates = s.get("ifeval", {})
                 row += [f"{100 * rates.get(k, 0.0):.1f}%" for k in ("prompt_strict", "prompt_loose", "instruction_strict", "instruction_loose")]
@@ -154,7 +192,7 @@ def plot(summary: dict[str, dict[str, Any]], path: Path) -> None:
 
 def write_report(out: Path, records: list[ItemRecord], meta: dict[str, Any]) -> dict[str, Any]:
     """Write summary.json, report.md and the plot from ``records``; returns the summary."""
-    summary = summarize(records, meta.get("modes"))
+    summary = summarize(records, meta.get("modes"), meta.get("settings", {}).get("members"))
     document = {**meta, "results": summary}
     (out / SUMMARY_FILE).write_text(json.dumps(document, indent=2), encoding="utf-8")
     header = [f"# specfuse eval: {meta.get('settings', {}).get('dataset', '')}", ""]
