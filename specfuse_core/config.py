@@ -33,6 +33,28 @@ class EnsembleConfig(BaseModel):
     repetition_penalty: float = Field(
         0.0, ge=0.0, description="Subtracted from the combined score times the share of the candidate's word 3-grams already in the prompt or response."
     )
+    end_of_turn_scoring: Literal["token", "text_only"] = Field(
+        "token",
+        description="How a finished candidate is scored: 'token' adds each verifier's end-of-turn token to its mean; "
+        "'text_only' scores its text alone, like an unfinished candidate (compare like with like).",
+    )
+    consensus_weight: float = Field(
+        0.0, ge=0.0, description="Added to the combined score times the share of other drafters whose draft begins with the candidate's first words."
+    )
+
+    # -- whom to trust
+    member_weights: dict[str, float] = Field(
+        default_factory=dict, description="Prior weight of each member's vote (e.g. from `specfuse calibrate`); unnamed members weigh 1."
+    )
+    roles: dict[str, Literal["both", "draft", "verify"]] = Field(
+        default_factory=dict, description="Per member: 'draft' proposes only, 'verify' scores only, 'both' (default) does both."
+    )
+    gate_threshold: float | None = Field(
+        None,
+        description="Confidence gating: the lead member drafts alone, and its segment is accepted without a vote when "
+        "its mean token log-prob is at least this; otherwise the whole ensemble drafts and votes. None: every round votes.",
+    )
+    lead_member: str | None = Field(None, description="The member that drafts alone under gating; default: the highest member_weights, else the first.")
 
     # -- model exit
     model_exit: bool = False
@@ -48,7 +70,22 @@ class EnsembleConfig(BaseModel):
         None, gt=0.0, description="Wall-clock limit of one request, checked between rounds; on expiry it ends with the text so far (finish_reason 'timeout')."
     )
 
-    @field_validator("temperature", "top_p", "score_temperature", "exit_temperature", "hedge_learning_rate", "repetition_penalty")
+    @field_validator("member_weights")
+    @classmethod
+    def _positive_weights(cls, value: dict[str, float]) -> dict[str, float]:
+        bad = [name for name, weight in value.items() if not (math.isfinite(weight) and weight > 0)]
+        if bad:
+            raise ValueError(f"member weights must be finite and > 0 (a member to leave out gets role or exit settings instead): {', '.join(bad)}")
+        return value
+
+    @field_validator("gate_threshold")
+    @classmethod
+    def _log_prob(cls, value: float | None) -> float | None:
+        if value is not None and not (math.isfinite(value) and value <= 0):
+            raise ValueError("is a mean log-probability: a finite number <= 0")
+        return value
+
+    @field_validator("temperature", "top_p", "score_temperature", "exit_temperature", "hedge_learning_rate", "repetition_penalty", "consensus_weight")
     @classmethod
     def _finite(cls, value: float) -> float:
         if not math.isfinite(value):

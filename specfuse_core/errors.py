@@ -54,6 +54,10 @@ class DuplicateMemberError(SpecFuseError, ValueError):
     """Two members of one ensemble share a name."""
 
 
+class UnknownMemberNameError(SpecFuseError, ValueError):
+    """A setting (member_weights, roles, lead_member, a calibration file) names a member the ensemble lacks."""
+
+
 class NoCandidatesError(SpecFuseError, RuntimeError):
     """No member could propose a segment (every member sat the request out)."""
 

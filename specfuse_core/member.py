@@ -39,6 +39,7 @@ class Candidate:
 @dataclass(frozen=True)
 class Draft(Candidate):
     tokens_drafted: int = 0
+    mean_logprob: float | None = None  # the drafter's own confidence in its segment (None: unknown)
 
 
 @dataclass
@@ -335,7 +336,9 @@ class LocalSession(MemberSession):
             text = cut_to_word_boundary(text, finished)
         record.kept, record.text, record.finished = tokens, text, finished
         self._draft_record = record
-        return Draft(text=text, finished=finished, tokens_drafted=len(record.tokens))
+        own = record.token_logprobs[: len(tokens)] + ([record.end_logprob] if finished and record.end_logprob is not None else [])
+        confidence = sum(own) / len(own) if own else None
+        return Draft(text=text, finished=finished, tokens_drafted=len(record.tokens), mean_logprob=confidence)
 
     def _continuation(self, context: list[int], tokens: list[int]) -> str:
         """Text of ``tokens`` as it reads after ``context`` (decoding with a few tokens of left context,

@@ -36,6 +36,8 @@ class CandidateTrace(BaseModel):
     mean_logprobs: dict[str, float] = Field(default_factory=dict, description="verifier -> mean token log-prob")
     normalized: dict[str, float] = Field(default_factory=dict, description="verifier -> normalised score")
     repetition: float = 0.0
+    consensus: float = 0.0
+    draft_logprobs: dict[str, float] = Field(default_factory=dict, description="proposer -> its own mean log-prob of its draft")
     combined: float = 0.0
 
 
@@ -48,6 +50,7 @@ class RoundTrace(BaseModel):
     active_members: list[str]
     verifiers: list[str]
     exited: list[str] = Field(default_factory=list, description="members that exited after this round")
+    gated: bool = Field(False, description="the lead member was confident: its segment was accepted without a vote")
     draft_seconds: float = 0.0
     verify_seconds: float = 0.0
 

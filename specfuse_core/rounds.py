@@ -34,7 +34,7 @@ from .results import (
     Usage,
 )
 from .sampling import TokenChooser
-from .scoring import HedgeWeights, combine, members_to_exit, normalize_scores, pick_winner
+from .scoring import HedgeWeights, combine, consensus_shares, members_to_exit, normalize_scores, pick_winner
 from .text_align import repetition_share, stop_holdback, stop_position
 
 logger = logging.getLogger(__name__)
@@ -145,23 +145,21 @@ class EnsembleRequest:
         self.rounds += 1
 
         started = time.perf_counter()
-        drafts: dict[str, Draft] = {}
-        while not drafts:  # members that fail are taken out; the rest draft (raises once nobody is left)
-            single = len(self.active) == 1
-            drafts = self._each(
-                "draft", list(self.active), lambda name: self.sessions[name].draft(self.response, config.segment_tokens, align=not single)
-            )
+        drafts, gated = self._draft_round()
         drafters = list(drafts)
+        single = len(drafters) == 1 and not self._verifiers_besides(drafters)
         drafted = time.perf_counter()
         candidates, proposers = self._candidates(drafters, list(drafts.values()))
 
         verifiers = self._verifiers()
         weights = self._weights(verifiers if not single else drafters)
         repetition = np.zeros(len(candidates))
+        consensus = np.zeros(len(candidates))
         scored: dict[str, list[float]] = {}
-        if not (single or len(candidates) == 1):
-            scored = self._each("score", verifiers, lambda v: self.sessions[v].score(self.response, candidates))
-        if not scored:  # nothing to compare, or every verifier failed: the earliest candidate wins
+        if not (gated or single or len(candidates) == 1):
+            scoring = self._scoring_candidates(candidates)
+            scored = self._each("score", verifiers, lambda v: self.sessions[v].score(self.response, scoring))
+        if not scored:  # nothing to compare, the lead was sure, or every verifier failed: the earliest candidate wins
             normalized: dict[str, np.ndarray] = {}
             combined = np.ones(len(candidates)) / len(candidates)
             winner = 0
@@ -171,6 +169,9 @@ class EnsembleRequest:
             if config.repetition_penalty:
                 repetition = np.array([repetition_share(c.text, self.history + "\n" + self.response) for c in candidates])
                 combined = combined - config.repetition_penalty * repetition
+            if config.consensus_weight:
+                consensus = consensus_shares([c.text for c in candidates], proposers, {n: d.text for n, d in drafts.items()})
+                combined = combined + config.consensus_weight * consensus
             winner = pick_winner(combined)
             if config.weighting == "hedge":
                 peer_scores = combine(normalized, weights, proposers, exclude_self_vote=True)
@@ -197,6 +198,10 @@ class EnsembleRequest:
         round_trace = self._round_trace(
             candidates, proposers, scored, normalized, repetition, combined, winner, weights, drafters, list(scored), exited
         )
+        for index, candidate in enumerate(round_trace.candidates):
+            candidate.consensus = float(consensus[index])
+            candidate.draft_logprobs = {n: drafts[n].mean_logprob for n in proposers[index] if drafts[n].mean_logprob is not None}
+        round_trace.gated = gated
         round_trace.draft_seconds = drafted - started
         round_trace.verify_seconds = verified - drafted
         self.trace.rounds.append(round_trace)
@@ -221,6 +226,57 @@ class EnsembleRequest:
             faults=faults,
         )
 
+    def _draft_round(self) -> tuple[dict[str, Draft], bool]:
+        """This round's drafts, and whether the lead member's alone settle it (confidence gating).
+
+        Under gating the lead drafts first; if its own mean log-prob of its segment reaches
+        ``gate_threshold`` the others neither draft nor vote this round (they catch up on the accepted
+        text in their next forward pass). Otherwise everyone drafts, the lead's draft included as is."""
+        config = self.config
+        drafts: dict[str, Draft] = {}
+        while not drafts:  # members that fail are taken out; the rest draft (raises once nobody is left)
+            drafting = self._drafters()
+            align = len(drafting) > 1 or bool(self._verifiers_besides(drafting))
+
+            def draft(name: str) -> Draft:
+                return self.sessions[name].draft(self.response, config.segment_tokens, align=align)
+
+            lead = self._lead(drafting)
+            if lead is not None:
+                drafts = self._each("draft", [lead], draft)
+                confidence = drafts[lead].mean_logprob if lead in drafts else None
+                if confidence is not None and confidence >= config.gate_threshold:
+                    return drafts, True
+                drafts.update(self._each("draft", [n for n in self._drafters() if n != lead], draft))
+                drafts = {n: drafts[n] for n in self.sessions if n in drafts}  # member order
+            else:
+                drafts = self._each("draft", drafting, draft)
+        return drafts, False
+
+    def _lead(self, drafting: list[str]) -> str | None:
+        """The gating lead, when gating is on and the lead is still drafting alongside others."""
+        config = self.config
+        if config.gate_threshold is None or len(drafting) < 2:
+            return None
+        lead = config.lead_member or max(drafting, key=lambda n: config.member_weights.get(n, 1.0))
+        return lead if lead in drafting else None
+
+    def _drafters(self) -> list[str]:
+        """Active members allowed to draft (all of them if roles would leave nobody)."""
+        roles = self.config.roles
+        drafting = [n for n in self.active if roles.get(n, "both") != "verify"]
+        return drafting or list(self.active)
+
+    def _verifiers_besides(self, drafters: list[str]) -> list[str]:
+        return [n for n in self._verifiers() if n not in drafters]
+
+    def _scoring_candidates(self, candidates: list[Candidate]) -> list[Candidate]:
+        """What verifiers score. Under ``end_of_turn_scoring="text_only"`` a finished candidate with text is
+        scored on its text alone, like an unfinished one (an empty finished candidate keeps its end token)."""
+        if self.config.end_of_turn_scoring == "token":
+            return candidates
+        return [Candidate(c.text, c.finished and not c.text) for c in candidates]
+
     def _candidates(self, drafters: list[str], drafts: list[Draft]) -> tuple[list[Candidate], list[list[str]]]:
         """Distinct candidates in member order, each with every member that proposed it."""
         index: dict[Candidate, int] = {}
@@ -240,19 +296,22 @@ class EnsembleRequest:
         return candidates, proposers
 
     def _verifiers(self) -> list[str]:
-        if self.config.exited_members_verify:
-            return self._healthy()
-        return list(self.active)
+        """Members that score candidates: active (or, with ``exited_members_verify``, every healthy
+        member), less those whose role is draft-only (unless that would leave no verifier)."""
+        pool = self._healthy() if self.config.exited_members_verify else list(self.active)
+        roles = self.config.roles
+        return [n for n in pool if roles.get(n, "both") != "draft"] or pool
 
     def _healthy(self) -> list[str]:
         """Members still in the request (exited ones included), in member order."""
         return [name for name in self.sessions if name not in self.faulted]
 
     def _weights(self, names: list[str]) -> dict[str, float]:
+        """Vote weights: Hedge's (which start from ``member_weights``), else the prior ``member_weights``."""
         if self.config.weighting == "hedge":
             snapshot = self.hedge.snapshot()
             return {n: snapshot[n] for n in names}
-        return {n: 1.0 for n in names}
+        return {n: self.config.member_weights.get(n, 1.0) for n in names}
 
     def _finish_checks(self, chosen: Candidate, response: str) -> tuple[str | None, str]:
         config = self.config
@@ -279,8 +338,9 @@ class EnsembleRequest:
         config = self.config
         if not config.model_exit or self.rounds < config.exit_warmup_rounds or len(self.active) <= config.min_members:
             return []
-        leaving = members_to_exit(
-            {n: self.quality[n] for n in self.active}, config.exit_temperature, config.exit_threshold, config.min_members
+        verify_only = {n for n in self.active if config.roles.get(n, "both") == "verify"}
+        leaving = members_to_exit(  # verify-only members propose nothing, so they never compete to stay
+            {n: self.quality[n] for n in self.active if n not in verify_only}, config.exit_temperature, config.exit_threshold, config.min_members
         )
         self.active = [n for n in self.active if n not in leaving]
         self.trace.exited.extend(leaving)

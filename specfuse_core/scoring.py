@@ -69,9 +69,10 @@ class HedgeWeights:
     winning keeps gaining weight.
     """
 
-    def __init__(self, names: Sequence[str], learning_rate: float) -> None:
+    def __init__(self, names: Sequence[str], learning_rate: float, initial: Mapping[str, float] | None = None) -> None:
+        """``initial``: prior weights (e.g. calibrated); members not named start at 1."""
         self.learning_rate = learning_rate
-        self.weights = {name: 1.0 for name in names}
+        self.weights = {name: float((initial or {}).get(name, 1.0)) for name in names}
         self.updates = 0
 
     def snapshot(self) -> dict[str, float]:
@@ -91,6 +92,23 @@ class HedgeWeights:
         mean = sum(self.weights.values()) / len(self.weights)
         for member in self.weights:
             self.weights[member] /= mean
+
+
+def first_words(text: str, count: int = 3) -> tuple[str, ...]:
+    return tuple(text.split()[:count])
+
+
+def consensus_shares(texts: Sequence[str], proposers: Sequence[Sequence[str]], drafts: Mapping[str, str], count: int = 3) -> np.ndarray:
+    """For each candidate: the share of *other* drafters whose own draft begins with the same first
+    ``count`` words (fewer if the candidate is shorter). Corroboration that identical-text merging misses:
+    two members that agree on how the answer starts but not on where their segment ends."""
+    shares = np.zeros(len(texts))
+    for index, text in enumerate(texts):
+        head = first_words(text, count)
+        others = [d for name, d in drafts.items() if name not in proposers[index]]
+        if head and others:
+            shares[index] = sum(first_words(d, len(head)) == head for d in others) / len(others)
+    return shares
 
 
 def exit_shares(cumulative_quality: Mapping[str, float], temperature: float) -> dict[str, float]:

@@ -1,0 +1,80 @@
+"""Roles, prior weights, confidence gating and like-with-like end-of-turn scoring, on fast
+random-weight members with real tokenizers."""
+
+from __future__ import annotations
+
+import pytest
+
+from specfuse_core import EnsembleConfig, SpecFuse
+from specfuse_core.errors import UnknownMemberNameError
+from specfuse_core.member import Candidate
+
+QUESTION = [{"role": "user", "content": "Name three colours."}]
+
+
+@pytest.fixture(scope="module")
+def trio(random_members):
+    return [random_members["llama"], random_members["qwen2"], random_members["gemma3"]]
+
+
+def test_verify_only_member_never_drafts_but_scores(trio):
+    result = SpecFuse(trio, EnsembleConfig(max_new_tokens=24, roles={"gemma3": "verify"})).generate(QUESTION)
+    assert result.usage.members["gemma3"].drafted_tokens == 0
+    assert all("gemma3" not in r.active_members for r in result.trace.rounds)
+    scored = [r for r in result.trace.rounds if r.verifiers]
+    assert scored and all("gemma3" in r.verifiers for r in scored)
+
+
+def test_draft_only_member_proposes_but_does_not_vote(trio):
+    result = SpecFuse(trio, EnsembleConfig(max_new_tokens=24, roles={"llama": "draft"})).generate(QUESTION)
+    assert result.usage.members["llama"].drafted_tokens > 0
+    assert all("llama" not in r.verifiers for r in result.trace.rounds)
+
+
+def test_prior_weights_are_the_vote_weights(trio):
+    weights = {"llama": 0.2, "qwen2": 1.0, "gemma3": 0.5}
+    result = SpecFuse(trio, EnsembleConfig(max_new_tokens=16, member_weights=weights)).generate(QUESTION)
+    scored = [r for r in result.trace.rounds if r.verifiers]
+    assert scored and all(r.weights == {n: weights[n] for n in r.verifiers} for r in scored)
+
+
+def test_gating_at_the_loosest_threshold_is_the_lead_alone(trio):
+    """A threshold every draft passes: the lead decodes alone, exactly as it would as a single member."""
+    lead_alone = SpecFuse([trio[1]], EnsembleConfig(max_new_tokens=24, segment_tokens=6)).generate(QUESTION)
+    config = EnsembleConfig(max_new_tokens=24, segment_tokens=6, gate_threshold=-1e9, lead_member="qwen2")
+    gated = SpecFuse(trio, config).generate(QUESTION)
+    assert gated.trace.rounds and all(r.gated and r.active_members == ["qwen2"] for r in gated.trace.rounds)
+    assert gated.usage.members["llama"].forward_calls == 0 and gated.usage.members["gemma3"].forward_calls == 0
+    assert gated.text.startswith(lead_alone.text[: len(gated.text) - 8])  # word-aligned cuts may shift a word between rounds
+
+
+def test_gating_at_the_strictest_threshold_is_the_full_ensemble(trio):
+    plain = SpecFuse(trio, EnsembleConfig(max_new_tokens=20)).generate(QUESTION)
+    strict = SpecFuse(trio, EnsembleConfig(max_new_tokens=20, gate_threshold=0.0, lead_member="qwen2")).generate(QUESTION)
+    assert not any(r.gated for r in strict.trace.rounds)
+    assert strict.text == plain.text  # the lead's draft is reused, not redrafted: same candidates, same votes
+
+
+def test_gating_lead_defaults_to_the_heaviest_member(trio):
+    config = EnsembleConfig(max_new_tokens=12, gate_threshold=-1e9, member_weights={"gemma3": 3.0})
+    result = SpecFuse(trio, config).generate(QUESTION)
+    assert result.trace.rounds[0].active_members == ["gemma3"]
+
+
+def test_text_only_scoring_scores_finished_candidates_without_the_end_token(trio):
+    candidates = [Candidate("Yes.", True), Candidate("", True), Candidate("Yes, it", False)]
+    ensemble = SpecFuse(trio)
+    with ensemble.stream(QUESTION, end_of_turn_scoring="text_only") as stream:
+        assert stream.request._scoring_candidates(candidates) == [Candidate("Yes.", False), Candidate("", True), Candidate("Yes, it", False)]
+    with ensemble.stream(QUESTION) as stream:
+        assert stream.request._scoring_candidates(candidates) == candidates
+    result = ensemble.generate(QUESTION, max_new_tokens=30, end_of_turn_scoring="text_only")
+    assert result.text and "\ufffd" not in result.text
+
+
+def test_settings_naming_unknown_members_fail_up_front(trio):
+    with pytest.raises(UnknownMemberNameError, match="typo"):
+        SpecFuse(trio, EnsembleConfig(roles={"typo": "verify"}))
+    ensemble = SpecFuse(trio)
+    with pytest.raises(UnknownMemberNameError, match="lead_member"):
+        ensemble.generate(QUESTION, lead_member="nobody")
