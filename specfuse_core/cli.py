@@ -13,7 +13,7 @@ from rich.table import Table
 from .config import EnsembleConfig
 from .engine import SpecFuse
 from .errors import SpecFuseError
-from .evaluation.command import add_eval_arguments, run_eval_command
+from .evaluation.command import add_calibrate_arguments, add_eval_arguments, run_calibrate_command, run_eval_command
 from .results import GenerationResult
 
 COLOURS = ["cyan", "magenta", "green", "yellow", "blue", "red"]
@@ -44,6 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
     chat.add_argument("--trace", action="store_true", help="print a per-round table after the answer")
     evaluate = commands.add_parser("eval", help="score each member alone and the ensemble on a dataset (accuracy and cost)")
     add_eval_arguments(evaluate)
+    calibrate = commands.add_parser("calibrate", help="fit per-member weights, roles and the gating lead from each member's accuracy on a labelled set")
+    add_calibrate_arguments(calibrate)
     return parser
 
 
@@ -53,6 +55,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     err = Console(stderr=True, highlight=False)
     if args.command == "eval":
         return run_eval_command(args, err, argv)
+    if args.command == "calibrate":
+        return run_calibrate_command(args, err, argv)
     try:
         config = EnsembleConfig(
             max_new_tokens=args.max_tokens,

@@ -7,13 +7,32 @@ import threading
 from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
 
+from pathlib import Path
+
+from .calibration import Calibration
 from .config import EnsembleConfig
-from .errors import DuplicateMemberError
+from .errors import DuplicateMemberError, UnknownMemberNameError
 from .member import Member
 from .messages import normalize_conversation
 from .results import GenerationResult, SegmentEvent
 from .rounds import EnsembleRequest
 from .scoring import HedgeWeights
+
+
+PRESET_CALIBRATION: Any = object()  # sentinel: the preset's own calibration
+
+
+def check_member_names(config: EnsembleConfig, names: Sequence[str]) -> None:
+    """Settings that name members must name this ensemble's members (a typo would silently do nothing)."""
+    named = {
+        "member_weights": list(config.member_weights),
+        "roles": list(config.roles),
+        "lead_member": [config.lead_member] if config.lead_member else [],
+    }
+    for setting, given in named.items():
+        unknown = [n for n in given if n not in names]
+        if unknown:
+            raise UnknownMemberNameError(f"{setting} names {', '.join(map(repr, unknown))}, not a member of this ensemble; members: {', '.join(names)}")
 
 
 class SpecFuse:
@@ -24,7 +43,11 @@ class SpecFuse:
     raises is taken out of that request only (reported in ``trace.faults``); see docs/reliability.md.
     """
 
-    def __init__(self, members: Sequence[Member], config: EnsembleConfig | None = None) -> None:
+    def __init__(
+        self, members: Sequence[Member], config: EnsembleConfig | None = None, calibration: "Calibration | str | Path | None" = None
+    ) -> None:
+        """``calibration``: a :class:`Calibration` or its JSON file (``specfuse calibrate``): fills the trust
+        settings (member_weights, roles, lead_member, gate_threshold) that a request leaves unset."""
         members = list(members)
         if not members:
             raise ValueError("an ensemble needs at least one member")
@@ -33,19 +56,38 @@ class SpecFuse:
         if duplicates:
             raise DuplicateMemberError(f"member names must be unique; repeated: {', '.join(duplicates)}")
         self.members = members
-        self.config = config or EnsembleConfig()
+        self.calibration = Calibration.load(calibration) if isinstance(calibration, (str, Path)) else calibration
+        self.config = self._calibrated(config or EnsembleConfig())
         self._compute = threading.Lock()
-        self._weights = HedgeWeights(names, self.config.hedge_learning_rate)  # kept across requests if persist_weights
+        # kept across requests if persist_weights; starts from the calibrated prior weights
+        self._weights = HedgeWeights(names, self.config.hedge_learning_rate, self.config.member_weights)
 
     @classmethod
     def from_preset(
-        cls, name: str = "tiny", config: EnsembleConfig | None = None, extra_members: Sequence[Any] = (), **member_kwargs: Any
+        cls,
+        name: str = "tiny",
+        config: EnsembleConfig | None = None,
+        extra_members: Sequence[Any] = (),
+        calibration: "Calibration | str | Path | None" = PRESET_CALIBRATION,
+        **member_kwargs: Any,
     ) -> "SpecFuse":
         """Load a packaged ensemble (see :mod:`specfuse_core.presets`); ``extra_members`` (e.g. remote
-        members, docs/scaling.md) join after the preset's own."""
+        members, docs/scaling.md) join after the preset's own. ``calibration``: by default the one the
+        preset ships (if any); ``None`` for none, or your own (a :class:`Calibration` or its file)."""
         from .loading import load_preset_members
+        from .presets import preset_calibration
 
-        return cls(load_preset_members(name, **member_kwargs) + list(extra_members), config=config)
+        if calibration is PRESET_CALIBRATION:
+            calibration = preset_calibration(name)
+        return cls(load_preset_members(name, **member_kwargs) + list(extra_members), config=config, calibration=calibration)
+
+    def _calibrated(self, config: EnsembleConfig) -> EnsembleConfig:
+        """``config`` with the calibration's trust settings where it leaves them unset, checked against the members."""
+        if self.calibration is not None:
+            fill = {k: v for k, v in self.calibration.config_fields().items() if not getattr(config, k)}
+            config = config.with_overrides(**fill)
+        check_member_names(config, self.member_names)
+        return config
 
     @property
     def member_names(self) -> list[str]:
@@ -66,13 +108,13 @@ class SpecFuse:
 
         ``config`` replaces the ensemble's settings for this request only; ``overrides`` change single
         fields on top (``None`` values are ignored)."""
-        config = (config or self.config).with_overrides(**overrides)
+        config = self._calibrated((config or self.config).with_overrides(**overrides))
         conversation = normalize_conversation(messages)
         if config.weighting == "hedge" and config.persist_weights:
             hedge = self._weights
             hedge.learning_rate = config.hedge_learning_rate
         else:
-            hedge = HedgeWeights(self.member_names, config.hedge_learning_rate)
+            hedge = HedgeWeights(self.member_names, config.hedge_learning_rate, config.member_weights)
         return EnsembleRequest(self.members, conversation, config, hedge)
 
     def step(self, request: EnsembleRequest) -> SegmentEvent | None:

@@ -103,6 +103,18 @@ def preset_members(name: str) -> list[PresetMember]:
         raise PresetNotFoundError(f"no preset named {name!r}; available: {', '.join(preset_names())}") from None
 
 
+CALIBRATION_DIR = Path(__file__).parent / "calibrations"
+
+
+def preset_calibration(name: str) -> "Calibration | None":
+    """The calibration a preset ships (``calibrations/<name>.json``, made by ``specfuse calibrate``), if any."""
+    from .calibration import Calibration
+
+    preset_members(name)  # unknown preset: PresetNotFoundError
+    path = CALIBRATION_DIR / f"{name}.json"
+    return Calibration.load(path) if path.is_file() else None
+
+
 def resolve_preset_member(member: PresetMember) -> Path:
     """Locate, verify and convert one preset member; returns its safetensors directory."""
     gguf = member.locate()

@@ -1,0 +1,98 @@
+"""Trust learned from labels: per-member vote weights, roles and the gating lead, fitted from each
+member's accuracy alone on a labelled set (``specfuse calibrate``), saved as JSON, loaded into an
+:class:`EnsembleConfig`.
+
+Why accuracy alone, not ensemble runs: it costs one pass of each member over the set, and the
+published ensembles that cope with unequal members (UniTE's admission rule, GaC's weights, SLM-MUX's
+tie-breaks) use the same signal. The fit is deliberately simple and transparent:
+
+- ``weight = exp(sharpness * (accuracy - best accuracy))``: the best member weighs 1, a member 10
+  points behind about 0.6 at the default sharpness 5;
+- a member below ``verify_only_below`` times the best accuracy no longer drafts (its proposals were
+  what lost; as a verifier it still adds a language model's view of fluency);
+- the best member leads under confidence gating.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, ValidationError
+
+from .config import EnsembleConfig
+from .errors import SpecFuseError
+
+
+class CalibrationFileError(SpecFuseError, ValueError):
+    """A calibration file that is missing, not JSON, or not a calibration."""
+
+
+class Calibration(BaseModel):
+    """What ``specfuse calibrate`` fits, and the evidence it fitted it on."""
+
+    member_weights: dict[str, float]
+    roles: dict[str, Literal["both", "draft", "verify"]] = Field(default_factory=dict)
+    lead_member: str | None = None
+    gate_threshold: float | None = Field(None, description="confidence gating threshold chosen on the dev set (None: no gating)")
+    accuracy: dict[str, float] = Field(default_factory=dict, description="each member's accuracy alone on the set")
+    items: int = Field(0, description="labelled items the accuracies come from")
+    dataset: str = ""
+    sharpness: float = 5.0
+    verify_only_below: float = 0.5
+
+    def config_fields(self) -> dict[str, Any]:
+        """The EnsembleConfig fields this calibration sets."""
+        fields: dict[str, Any] = {"member_weights": dict(self.member_weights), "roles": dict(self.roles)}
+        if self.lead_member is not None:
+            fields["lead_member"] = self.lead_member
+        if self.gate_threshold is not None:
+            fields["gate_threshold"] = self.gate_threshold
+        return fields
+
+    def apply(self, config: EnsembleConfig) -> EnsembleConfig:
+        """``config`` with this calibration's weights, roles and lead (validated)."""
+        return config.with_overrides(**self.config_fields())
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(self.model_dump_json(indent=2) + "\n", encoding="utf-8")
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Calibration":
+        path = Path(path)
+        try:
+            calibration = cls.model_validate(json.loads(path.read_text(encoding="utf-8")))
+            EnsembleConfig(**calibration.config_fields())  # weights > 0, known roles: the config's own rules
+            return calibration
+        except FileNotFoundError:
+            raise CalibrationFileError(f"calibration file {path} does not exist; make one with `specfuse calibrate`") from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise CalibrationFileError(f"calibration file {path} is not JSON ({error})") from None
+        except ValidationError as error:
+            first = error.errors()[0]
+            raise CalibrationFileError(f"calibration file {path} is not a valid calibration: {first['msg']} (at {'.'.join(map(str, first['loc']))})") from None
+
+
+def fit_calibration(
+    accuracy: Mapping[str, float], items: int, dataset: str = "", sharpness: float = 5.0, verify_only_below: float = 0.5
+) -> Calibration:
+    """Weights, roles and lead from each member's accuracy alone (see the module docstring)."""
+    if not accuracy:
+        raise ValueError("calibration needs at least one member's accuracy")
+    if items < 1:
+        raise ValueError("calibration needs at least one labelled item")
+    best_name = max(accuracy, key=lambda n: (accuracy[n], -list(accuracy).index(n)))
+    best = accuracy[best_name]
+    weights = {name: round(math.exp(sharpness * (acc - best)), 4) for name, acc in accuracy.items()}
+    weights = {name: max(w, 1e-4) for name, w in weights.items()}  # weights must stay > 0
+    roles = {name: "verify" for name, acc in accuracy.items() if name != best_name and acc < verify_only_below * best}
+    return Calibration(
+        member_weights=weights, roles=roles, lead_member=best_name, accuracy=dict(accuracy), items=items,
+        dataset=dataset, sharpness=sharpness, verify_only_below=verify_only_below,
+    )

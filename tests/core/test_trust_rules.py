@@ -1,0 +1,89 @@
+"""Rules that decide whom to trust, on plain score tables (no models): consensus credit, prior and
+Hedge weights, calibration fitting and its file, and config validation of the new fields."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from pydantic import ValidationError
+
+from specfuse_core import EnsembleConfig
+from specfuse_core.calibration import Calibration, CalibrationFileError, fit_calibration
+from specfuse_core.scoring import HedgeWeights, combine, consensus_shares
+
+
+def test_consensus_counts_other_drafters_that_start_the_same_way():
+    texts = ["The capital is Paris", "Paris is the", "The capital of"]
+    proposers = [["a"], ["b"], ["c"]]
+    drafts = {"a": "The capital is Paris", "b": "Paris is the", "c": "The capital of"}
+    shares = consensus_shares(texts, proposers, drafts, count=2)
+    # "The capital" is shared by a and c: each gets the other's support out of two others
+    assert shares.tolist() == pytest.approx([0.5, 0.0, 0.5])
+
+
+def test_consensus_ignores_the_candidates_own_proposers():
+    shares = consensus_shares(["yes"], [["a", "b"]], {"a": "yes", "b": "yes"})
+    assert shares.tolist() == [0.0]  # identical drafts are already one candidate: no double credit
+
+
+def test_prior_weights_decide_between_disagreeing_verifiers():
+    normalized = {"strong": np.array([0.9, 0.1]), "weak": np.array([0.0, 1.0])}
+    proposers = [["strong"], ["weak"]]
+    uniform = combine(normalized, {"strong": 1.0, "weak": 1.0}, proposers)
+    assert uniform[1] > uniform[0]  # the weak member's certainty wins under equal weights
+    prior = combine(normalized, {"strong": 1.0, "weak": 0.2}, proposers)
+    assert prior[0] > prior[1]
+
+
+def test_hedge_starts_from_prior_weights():
+    hedge = HedgeWeights(["a", "b", "c"], 1.0, {"a": 2.0, "b": 0.5})
+    assert hedge.snapshot() == {"a": 2.0, "b": 0.5, "c": 1.0}
+    hedge.update(np.array([1.0, 0.0]), {"a": 0, "b": 1})
+    assert hedge.weights["a"] > hedge.weights["c"] > hedge.weights["b"]
+
+
+def test_fit_calibration_weights_roles_and_lead():
+    calibration = fit_calibration({"smol": 0.62, "gemma": 0.30, "qwen": 0.76}, items=160, dataset="dev")
+    assert calibration.lead_member == "qwen"
+    assert calibration.member_weights["qwen"] == 1.0
+    assert calibration.member_weights["smol"] == pytest.approx(np.exp(5 * (0.62 - 0.76)), abs=1e-4)
+    assert calibration.member_weights["gemma"] < calibration.member_weights["smol"] < 1.0
+    assert calibration.roles == {"gemma": "verify"}  # 0.30 < 0.5 * 0.76; smol stays a drafter
+
+
+def test_fit_calibration_rejects_empty_input():
+    with pytest.raises(ValueError):
+        fit_calibration({}, items=10)
+    with pytest.raises(ValueError):
+        fit_calibration({"a": 0.5}, items=0)
+
+
+def test_calibration_round_trips_through_its_file_into_a_config(tmp_path):
+    calibration = fit_calibration({"a": 0.8, "b": 0.2}, items=50, dataset="dev")
+    path = calibration.save(tmp_path / "cal.json")
+    loaded = Calibration.load(path)
+    assert loaded == calibration
+    config = loaded.apply(EnsembleConfig(max_new_tokens=32))
+    assert config.member_weights == calibration.member_weights
+    assert config.roles == {"b": "verify"} and config.lead_member == "a" and config.max_new_tokens == 32
+
+
+@pytest.mark.parametrize("content", ["not json", json.dumps({"roles": {}}), json.dumps({"member_weights": {"a": -1}})])
+def test_bad_calibration_files_fail_with_a_named_error(tmp_path, content):
+    path = tmp_path / "cal.json"
+    path.write_text(content)
+    with pytest.raises(CalibrationFileError):
+        Calibration.load(path).apply(EnsembleConfig())
+    with pytest.raises(CalibrationFileError, match="does not exist"):
+        Calibration.load(tmp_path / "missing.json")
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [{"member_weights": {"a": 0.0}}, {"member_weights": {"a": float("nan")}}, {"roles": {"a": "judge"}}, {"gate_threshold": 0.5}, {"consensus_weight": -1}],
+)
+def test_config_rejects_bad_trust_settings(fields):
+    with pytest.raises(ValidationError):
+        EnsembleConfig(**fields)
