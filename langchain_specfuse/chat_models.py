@@ -103,6 +103,8 @@ class ChatSpecFuse(BaseChatModel):
     """Explicit members instead of a preset: ``.gguf`` paths, transformers directories or hub ids."""
     member_kwargs: dict[str, Any] = Field(default_factory=dict)
     """Passed to member loading, e.g. ``{"device": "cuda", "dtype": "bfloat16"}``."""
+    calibration: str | None = None
+    """A ``specfuse calibrate`` file (member weights, roles, gating lead); default: the preset's own, if any."""
 
     # ------------------------------------------------------------------ ensemble settings (None: core default)
     segment_tokens: int | None = None
@@ -258,13 +260,17 @@ class ChatSpecFuse(BaseChatModel):
 
     def _build(self) -> SpecFuse:
         from specfuse_core.loading import load_preset_members, model_spec_member
+        from specfuse_core.presets import preset_calibration
 
         if self.models is not None:
             members = [model_spec_member(spec, **self.member_kwargs) for spec in self.models]
+            calibration = self.calibration
         else:
             members = load_preset_members(self.preset or "tiny", **self.member_kwargs)
-        # Settings are passed per request, so copies of this object with other settings may share it.
-        return SpecFuse(members, EnsembleConfig())
+            calibration = self.calibration or preset_calibration(self.preset or "tiny")
+        # Settings are passed per request, so copies of this object with other settings may share it;
+        # the calibration fills the trust settings (weights, roles, gating lead) a request leaves unset.
+        return SpecFuse(members, EnsembleConfig(), calibration=calibration)
 
     # ------------------------------------------------------------------ requests
     def _stop_list(self, stop: list[str] | None) -> list[str]:

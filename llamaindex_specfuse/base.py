@@ -26,7 +26,7 @@ from llama_index.core.llms.callbacks import llm_chat_callback, llm_completion_ca
 from llama_index.core.llms.llm import LLM
 
 from specfuse_core import EnsembleConfig, GenerationResult, SegmentEvent, SpecFuse
-from specfuse_core.presets import preset_members
+from specfuse_core.presets import preset_calibration, preset_members
 
 from .events import SpecFuseSegmentEvent
 from .messages import CoreMessage, to_core_messages, with_system_prompt
@@ -83,6 +83,13 @@ class SpecFuseLLM(LLM):
         gt=0,
         description="Override of the smallest member context window (lets metadata be read without loading).",
     )
+    calibration: Optional[str] = Field(
+        default=None,
+        description="A `specfuse calibrate` file (member weights, roles, gating lead); default: the preset's own, if it ships one.",
+    )
+    additional_kwargs: Dict[str, Any] = Field(
+        default_factory=dict, description="Any other EnsembleConfig field, e.g. {'gate_threshold': -0.3, 'roles': {...}}."
+    )
 
     # -- decoding (mirrors specfuse_core.EnsembleConfig; per-call keyword arguments override them)
     segment_tokens: int = Field(default=_default("segment_tokens"), ge=1, le=256, description=_describe("segment_tokens"))
@@ -129,7 +136,7 @@ class SpecFuseLLM(LLM):
             data.setdefault("preset", None)
         super().__init__(**data)
         if ensemble is not None:
-            self._ensemble = SpecFuse(ensemble.members, self.ensemble_config())
+            self._ensemble = SpecFuse(ensemble.members, self.ensemble_config(), calibration=self.calibration or ensemble.calibration)
             self._ensemble_key = self._source_key()
         elif not self.models and not self.preset:
             raise ValueError("SpecFuseLLM needs a preset, a list of models, or an ensemble")
@@ -156,11 +163,14 @@ class SpecFuseLLM(LLM):
     # ------------------------------------------------------------------ ensemble
     def ensemble_config(self, **overrides: Any) -> EnsembleConfig:
         """The validated core configuration of a request: the fields, then per-call overrides."""
-        settings = {name: getattr(self, name) for name in _CONFIG_FIELDS}
-        return EnsembleConfig.model_validate({**settings, **overrides})
+        unknown = sorted(set(self.additional_kwargs) - set(_CONFIG_FIELDS))
+        if unknown:
+            raise ValueError(f"additional_kwargs has unknown EnsembleConfig fields: {', '.join(unknown)}")
+        settings = {name: getattr(self, name) for name in _CONFIG_FIELDS if name in type(self).model_fields}
+        return EnsembleConfig.model_validate({**settings, **self.additional_kwargs, **overrides})
 
     def _source_key(self) -> tuple:
-        return (self.preset, tuple(self.models or ()), repr(sorted(self.member_kwargs.items())))
+        return (self.preset, tuple(self.models or ()), repr(sorted(self.member_kwargs.items())), self.calibration)
 
     def _source_names(self) -> List[str]:
         if self._ensemble is not None and (self._ensemble_key == self._source_key() or not (self.models or self.preset)):
@@ -194,7 +204,8 @@ class SpecFuseLLM(LLM):
             raise ValueError("SpecFuseLLM needs a preset, a list of models, or an ensemble")
         else:
             members = load_preset_members(self.preset, **self.member_kwargs)
-        return SpecFuse(members, self.ensemble_config())
+        calibration = self.calibration or (preset_calibration(self.preset) if self.preset and not self.models else None)
+        return SpecFuse(members, self.ensemble_config(), calibration=calibration)
 
     def load(self) -> "SpecFuseLLM":
         """Load the members now (otherwise the first call or ``metadata`` read does)."""

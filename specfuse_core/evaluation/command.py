@@ -182,6 +182,7 @@ def add_calibrate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--from-run", type=Path, default=None, help="fit from an existing `specfuse eval` folder instead of answering again")
     parser.add_argument("--sharpness", type=float, default=5.0, help="weight = exp(sharpness * (accuracy - best accuracy))")
     parser.add_argument("--verify-only-below", type=float, default=0.5, help="members below this share of the best accuracy only verify")
+    parser.add_argument("--gate-threshold", type=float, default=None, help="record a confidence-gating threshold (mean log-prob of the lead's segment) in the file")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -207,6 +208,7 @@ def member_accuracy(run_dir: Path, members: Sequence[str] | None = None) -> tupl
 def run_calibrate_command(args: argparse.Namespace, err, argv: Sequence[str] | None = None) -> int:
     """Answer the labelled set with each member alone (or read a finished run), fit and save the calibration."""
     from ..calibration import fit_calibration
+    from ..config import EnsembleConfig
 
     try:
         if args.from_run is None:
@@ -225,6 +227,9 @@ def run_calibrate_command(args: argparse.Namespace, err, argv: Sequence[str] | N
             work = args.from_run
         accuracy, items, dataset = member_accuracy(work)
         calibration = fit_calibration(accuracy, items, dataset, args.sharpness, args.verify_only_below)
+        if args.gate_threshold is not None:
+            calibration = calibration.model_copy(update={"gate_threshold": args.gate_threshold})
+            calibration.apply(EnsembleConfig())  # validated like any config
         calibration.save(args.out)
     except (SpecFuseError, ValueError) as error:
         err.print(f"[bold red]error:[/] {error}", markup=True)

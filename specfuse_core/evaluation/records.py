@@ -33,6 +33,7 @@ class RoundSummary(BaseModel):
     winner: str
     active: list[str]
     candidates: list[dict[str, Any]]
+    gated: bool = False
 
 
 class ItemRecord(BaseModel):
@@ -74,12 +75,14 @@ def trace_summary(result: GenerationResult) -> dict[str, Any]:
             round=r.round,
             winner=r.winner_member,
             active=list(r.active_members),
+            gated=r.gated,
             candidates=[
                 {
                     "text": c.text,
                     "proposers": c.proposers,
                     "combined": round(c.combined, 4),
                     "mean_logprobs": {k: round(v, 4) for k, v in c.mean_logprobs.items()},
+                    "draft_logprobs": {k: round(v, 4) for k, v in c.draft_logprobs.items()},
                 }
                 for c in r.candidates
             ],

@@ -38,6 +38,7 @@ class EvalSettings(BaseModel):
     config: dict[str, Any] = Field(default_factory=dict, description="EnsembleConfig overrides for every mode")
     variants: dict[str, dict[str, Any]] = Field(default_factory=dict, description="named ensemble modes: name -> EnsembleConfig overrides")
     members: list[str] = Field(default_factory=list)
+    calibration: dict[str, Any] | None = Field(None, description="the trust settings a calibration filled in (weights, roles, lead, gate)")
 
 
 class SettingsMismatchError(EvaluationError, ValueError):
@@ -187,7 +188,8 @@ def run_evaluation(
     processes sharing ``out``; see ``specfuse eval --jobs``)."""
     out.mkdir(parents=True, exist_ok=True)
     selected = select_modes(ensemble, modes, settings.variants)
-    settings = settings.model_copy(update={"members": ensemble.member_names})
+    calibration = ensemble.calibration.config_fields() if ensemble.calibration is not None else None
+    settings = settings.model_copy(update={"members": ensemble.member_names, "calibration": calibration})
     _check_settings(out, settings)
     results_path = out / RESULTS_FILE
     records = read_records(results_path)
