@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 import sys
 from collections.abc import Sequence
 
@@ -46,6 +47,11 @@ def build_parser() -> argparse.ArgumentParser:
     add_eval_arguments(evaluate)
     calibrate = commands.add_parser("calibrate", help="fit per-member weights, roles and the gating lead from each member's accuracy on a labelled set")
     add_calibrate_arguments(calibrate)
+    compare = commands.add_parser("compare", help="one report over several `specfuse eval` folders of the same dataset (re-checked, nothing generated)")
+    compare.add_argument("runs", nargs="+", type=Path, help="eval folders")
+    compare.add_argument("--out", type=Path, required=True, help="folder for summary.json, report.md and the plot")
+    compare.add_argument("--rename", action="append", default=[], metavar="[RUN:]MODE=NEW", help="rename a mode (repeatable), e.g. dev-base:ensemble=uncalibrated")
+    compare.add_argument("--data-dir", type=Path, default=None, help="folder of the public set, for gsm8k/ifeval runs")
     return parser
 
 
@@ -57,6 +63,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_eval_command(args, err, argv)
     if args.command == "calibrate":
         return run_calibrate_command(args, err, argv)
+    if args.command == "compare":
+        from .evaluation.compare import compare_runs
+
+        try:
+            compare_runs(args.runs, args.out, args.rename, args.data_dir, command="specfuse " + " ".join(sys.argv[1:] if argv is None else argv))
+        except (SpecFuseError, ValueError) as error:
+            err.print(f"error: {error}", markup=False)
+            return 2
+        err.print(f"report in {args.out}", markup=False)
+        return 0
     try:
         config = EnsembleConfig(
             max_new_tokens=args.max_tokens,

@@ -186,17 +186,19 @@ def add_calibrate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
-def member_accuracy(run_dir: Path, members: Sequence[str] | None = None) -> tuple[dict[str, float], int, str]:
-    """Each member's accuracy alone in an eval folder, on the items every member answered."""
+def member_accuracy(run_dir: Path, members: Sequence[str] | None = None, data_dir: Path | None = None) -> tuple[dict[str, float], int, str]:
+    """Each member's accuracy alone in an eval folder, on the items every member answered, re-checked
+    with the current checkers."""
+    from .datasets import load_dataset
     from .records import read_records
-    from .runner import RESULTS_FILE, SETTINGS_FILE, EvalSettings
+    from .runner import RESULTS_FILE, SETTINGS_FILE, EvalSettings, rescore
 
     settings_path = run_dir / SETTINGS_FILE
     if not settings_path.is_file():
         raise ValueError(f"{run_dir} is not a `specfuse eval` folder (no {SETTINGS_FILE})")
     settings = EvalSettings.model_validate_json(settings_path.read_text(encoding="utf-8"))
     names = list(members or settings.members)
-    records = [r for r in read_records(run_dir / RESULTS_FILE) if r.mode in names]
+    records = rescore([r for r in read_records(run_dir / RESULTS_FILE) if r.mode in names], load_dataset(settings.dataset, data_dir))
     answered = [{r.item_id for r in records if r.mode == n} for n in names]
     common = set.intersection(*answered) if answered else set()
     if not common:
@@ -225,7 +227,7 @@ def run_calibrate_command(args: argparse.Namespace, err, argv: Sequence[str] | N
                 return code
         else:
             work = args.from_run
-        accuracy, items, dataset = member_accuracy(work)
+        accuracy, items, dataset = member_accuracy(work, data_dir=args.data_dir)
         calibration = fit_calibration(accuracy, items, dataset, args.sharpness, args.verify_only_below)
         if args.gate_threshold is not None:
             calibration = calibration.model_copy(update={"gate_threshold": args.gate_threshold})
