@@ -1,0 +1,56 @@
+"""`specfuse compare` and `specfuse calibrate --from-run` on synthetic eval folders (no models)."""
+
+from __future__ import annotations
+
+import json
+
+from specfuse_core.calibration import Calibration
+from specfuse_core.cli import main
+from specfuse_core.evaluation.records import append_record
+from specfuse_core.evaluation.runner import RESULTS_FILE, SETTINGS_FILE, EvalSettings
+
+from .conftest import make_record
+
+ANSWERS = {"fact-00": "Paris.", "fact-01": "Tokyo.", "fact-02": "Rome."}
+
+
+def _run(folder, modes: dict[str, dict[str, bool]], members=("a", "b")):
+    folder.mkdir()
+    (folder / SETTINGS_FILE).write_text(EvalSettings(dataset="dev", max_tokens=8, members=list(members)).model_dump_json())
+    for mode, verdicts in modes.items():
+        for item, right in verdicts.items():
+            answer = ANSWERS[item] if right else "I do not know."
+            record = make_record(mode, item, not right, dataset="dev", category="facts")  # stored verdict is stale on purpose
+            append_record(folder / RESULTS_FILE, record.model_copy(update={"answer": answer}))
+    return folder
+
+
+def test_compare_rechecks_and_renames(tmp_path):
+    members = _run(tmp_path / "members", {"a": {"fact-00": True, "fact-01": False}, "b": {"fact-00": False, "fact-01": False}})
+    base = _run(tmp_path / "base", {"ensemble": {"fact-00": False, "fact-01": True}})
+    assert main(["compare", str(members), str(base), "--rename", "base:ensemble=uncalibrated", "--out", str(tmp_path / "cmp")]) == 0
+    summary = json.loads((tmp_path / "cmp" / "summary.json").read_text())["results"]["dev"]["modes"]
+    assert summary["a"]["correct"] == 1 and summary["b"]["correct"] == 0  # re-checked, not the stale flags
+    assert summary["uncalibrated"]["versus_members"] == {"items": 2, "lost_to_a_member": 1, "won_where_no_member": 1, "oracle_correct": 1}
+
+
+def test_compare_refuses_clashing_modes(tmp_path, capsys):
+    one = _run(tmp_path / "one", {"ensemble": {"fact-00": True}})
+    two = _run(tmp_path / "two", {"ensemble": {"fact-00": True}})
+    assert main(["compare", str(one), str(two), "--out", str(tmp_path / "cmp")]) == 2
+    assert "rename" in capsys.readouterr().err
+
+
+def test_calibrate_from_run_writes_a_loadable_file(tmp_path):
+    run = _run(tmp_path / "members", {"a": {"fact-00": True, "fact-01": True, "fact-02": True}, "b": {"fact-00": False, "fact-01": False, "fact-02": True}})
+    out = tmp_path / "cal.json"
+    assert main(["calibrate", "--from-run", str(run), "--gate-threshold", "-0.4", "--out", str(out)]) == 0
+    calibration = Calibration.load(out)
+    assert calibration.lead_member == "a" and calibration.items == 3
+    assert calibration.accuracy == {"a": 1.0, "b": 1 / 3} and calibration.roles == {"b": "verify"}  # 1/3 < half of 1.0
+    assert calibration.gate_threshold == -0.4
+
+
+def test_calibrate_from_a_folder_that_is_not_a_run(tmp_path, capsys):
+    assert main(["calibrate", "--from-run", str(tmp_path), "--out", str(tmp_path / "c.json")]) == 2
+    assert "is not a" in capsys.readouterr().err.replace("\n", " ")
