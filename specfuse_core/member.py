@@ -338,12 +338,8 @@ class LocalSession(MemberSession):
         return Draft(text=text, finished=finished, tokens_drafted=len(record.tokens))
 
     def _continuation(self, context: list[int], tokens: list[int]) -> str:
-        """Text of ``tokens`` as it reads after ``context`` (decoding with a few tokens of left context,
-        so tokenizers that strip a leading space at the start of a decode do not lose it)."""
-        anchor = context[-4:]
-        head = self.member.decode(anchor)
-        both = self.member.decode(anchor + tokens)
-        return both[len(head) :] if both.startswith(head) else self.member.decode(tokens)
+        """Text of ``tokens`` as it reads after ``context`` (see :meth:`TokenizerView.continuation`)."""
+        return self.member.tokens.continuation(context, tokens)
 
     def _complete_characters(self, context: list[int], tokens: list[int], finished: bool) -> tuple[str, list[int]]:
         """Hold back tokens that end in the middle of a UTF-8 character (they decode to U+FFFD)."""
@@ -522,7 +518,10 @@ class LocalSession(MemberSession):
         wanted = response[len(own.response) :]
         base = self.prompt_ids + self.response_ids
         for count in range(len(own.kept), -1, -1):
-            if self._continuation(base, own.kept[:count]) == wanted:
+            # strict: tokens that re-read the end of the context (byte-fallback bytes completing or
+            # breaking a character there) do not spell ``wanted`` after it, whatever they read alone;
+            # then the view is re-tokenised from the text instead.
+            if self.member.tokens.continuation(base, own.kept[:count], strict=True) == wanted:
                 return self.response_ids + own.kept[:count]
         return None
 
