@@ -162,6 +162,13 @@ class TextMember:
     def render(self, conversation: Conversation) -> str:
         return self.tokens.render(conversation)
 
+    @property
+    def end_of_turn_texts(self) -> tuple[str, ...]:
+        """Texts that end this member's turn (plain format: ``"\\nUser:"``, ``"\\nSystem:"``; chat
+        members end with a token instead). The engine ends the request where the accepted response
+        spells one, also across segments."""
+        return self.tokens.stop_strings
+
     def prompt_ids(self, conversation: Conversation) -> list[int]:
         """The rendered prompt's tokens; message text cannot forge the template's control tokens."""
         return self.tokens.prompt_ids(conversation)
