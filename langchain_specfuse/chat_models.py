@@ -266,6 +266,25 @@ class ChatSpecFuse(BaseChatModel):
         # Settings are passed per request, so copies of this object with other settings may share it.
         return SpecFuse(members, EnsembleConfig())
 
+    # ------------------------------------------------------------------ token counting (the core counts)
+    def get_token_ids(self, text: str) -> list[int]:
+        """``text`` in the tokens of the member that counts ``max_tokens`` and usage (the first member),
+        not LangChain's GPT-2 fallback. Loads the ensemble on first use; ``custom_get_token_ids`` wins."""
+        if self.custom_get_token_ids is not None:
+            return self.custom_get_token_ids(text)
+        return self.ensemble.token_ids(text)
+
+    def get_num_tokens(self, text: str) -> int:
+        return len(self.get_token_ids(text))
+
+    def get_num_tokens_from_messages(self, messages: list[BaseMessage], tools: Sequence[Any] | None = None) -> int:
+        """Tokens the counting member's prompt takes for ``messages``, chat template included (equal to
+        ``usage_metadata["input_tokens"]`` of a call with them); works as ``trim_messages``'s
+        ``token_counter``. ``tools`` are ignored with a warning: ChatSpecFuse has no tool calling."""
+        if tools:
+            warnings.warn("ChatSpecFuse has no tool calling: tool schemas are not counted", UserWarning, stacklevel=2)
+        return self.ensemble.count_prompt_tokens(_to_conversation(messages))
+
     # ------------------------------------------------------------------ requests
     def _stop_list(self, stop: list[str] | None) -> list[str]:
         return list(dict.fromkeys([*(self.stop or []), *(stop or [])]))

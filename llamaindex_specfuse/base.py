@@ -5,7 +5,7 @@ import logging
 import threading
 from contextlib import aclosing, closing
 from pathlib import Path
-from typing import Any, AsyncIterator, Dict, Iterator, List, Literal, Optional, Sequence, Tuple
+from typing import Any, AsyncIterator, Callable, Dict, Iterator, List, Literal, Optional, Sequence, Tuple
 
 from llama_index.core.base.llms.generic_utils import messages_to_prompt as generic_messages_to_prompt
 from llama_index.core.base.llms.types import (
@@ -205,6 +205,18 @@ class SpecFuseLLM(LLM):
         """:meth:`load` in a worker thread, so the event loop keeps running."""
         await asyncio.to_thread(self.load)
         return self
+
+    @property
+    def tokenizer(self) -> Callable[[str], List[int]]:
+        """A ``text -> token ids`` callable in the tokens of the member that counts ``max_new_tokens``
+        and usage (the first member): use it as ``Settings.tokenizer`` or
+        ``TokenCountingHandler(tokenizer=llm.tokenizer)`` so LlamaIndex packs prompts in the ensemble's
+        tokens instead of tiktoken's. The members load on its first call (see :meth:`load`)."""
+        return _EnsembleTokenizer(self)
+
+    def count_tokens(self, text: str) -> int:
+        """Length of ``text`` in the counting member's tokens."""
+        return self.ensemble.count_tokens(text)
 
     def describe(self) -> Dict[str, Any]:
         """The ensemble's members and settings (loads the members)."""
@@ -514,6 +526,19 @@ class SpecFuseLLM(LLM):
                     yield self._completion_chunk(segment, text, result)
 
         return gen()
+
+
+class _EnsembleTokenizer:
+    """``SpecFuseLLM.tokenizer``: encodes with the counting member of the LLM's current ensemble."""
+
+    def __init__(self, llm: "SpecFuseLLM") -> None:
+        self._llm = llm
+
+    def __call__(self, text: str) -> List[int]:
+        return self._llm.ensemble.token_ids(text)
+
+    def __repr__(self) -> str:
+        return f"<tokenizer of {self._llm.model_name}>"
 
 
 def _spec_name(spec: str) -> str:

@@ -11,10 +11,12 @@ ROLES = ("system", "user", "assistant")
 Conversation = list[dict[str, str]]
 
 
-def normalize_conversation(messages: str | Sequence[Any]) -> Conversation:
+def normalize_conversation(messages: str | Sequence[Any], partial: bool = False) -> Conversation:
     """Validate and copy the input. A plain string is one user message.
 
-    Accepts dicts with ``role``/``content`` keys or objects with such attributes.
+    Accepts dicts with ``role``/``content`` keys or objects with such attributes. ``partial=True``
+    checks each message but not the whole (an empty list, or only system messages, pass): for counting
+    the tokens of part of a conversation, as ``trim_messages`` does.
     """
     if isinstance(messages, str):
         _check_unicode(messages, 0)
@@ -23,7 +25,7 @@ def normalize_conversation(messages: str | Sequence[Any]) -> Conversation:
         raise InvalidConversationError(
             f"messages must be a string or a list of {{'role', 'content'}} messages, got {type(messages).__name__}"
         )
-    if len(messages) == 0:
+    if len(messages) == 0 and not partial:
         raise InvalidConversationError("the conversation is empty: pass at least one user message")
     conversation: Conversation = []
     for index, message in enumerate(messages):
@@ -36,7 +38,7 @@ def normalize_conversation(messages: str | Sequence[Any]) -> Conversation:
             )
         _check_unicode(content, index)
         conversation.append({"role": role, "content": content})
-    if all(message["role"] == "system" for message in conversation):
+    if not partial and all(message["role"] == "system" for message in conversation):
         raise InvalidConversationError("the conversation has only system messages: add a user message")
     return conversation
 

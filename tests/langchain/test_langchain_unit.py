@@ -162,3 +162,52 @@ def test_timeout_is_the_per_request_time_limit() -> None:
     assert model._config(None, timeout=0.5)["timeout_s"] == 0.5
     with pytest.raises(ValueError, match="timeout_s"):
         ChatSpecFuse(timeout=-1)
+
+
+class _CharMember:
+    """One character per token; its prompt wraps each message in a role tag (a stand-in chat template)."""
+
+    name = "chars"
+    context_window = 4096
+    device = "cpu"
+
+    def encode(self, text: str) -> list[int]:
+        return [ord(c) for c in text]
+
+    def prompt_ids(self, conversation: list[dict[str, str]]) -> list[int]:
+        return self.encode("".join(f"<{m['role']}>{m['content']}" for m in conversation) + "<assistant>")
+
+
+def _counting_model() -> ChatSpecFuse:
+    from specfuse_core import SpecFuse
+
+    model = ChatSpecFuse()
+    model._ensemble = SpecFuse([_CharMember()])  # the counting member's tokenizer, without weights
+    return model
+
+
+def test_token_counts_use_the_ensembles_tokenizer_not_gpt2() -> None:
+    """Issue 13: LangChain's GPT-2 fallback counted 0 tokens offline, so trim_messages kept everything."""
+    model = _counting_model()
+    assert model.get_token_ids("hi there") == [ord(c) for c in "hi there"]
+    assert model.get_num_tokens("hi there") == 8
+    messages = [SystemMessage("sys"), HumanMessage("hello"), AIMessage("yo")]
+    assert model.get_num_tokens_from_messages(messages) == len("<system>sys<user>hello<assistant>yo<assistant>")
+    assert model.get_num_tokens_from_messages([]) == 0
+    with pytest.warns(UserWarning, match="no tool calling"):
+        model.get_num_tokens_from_messages(messages, tools=[{"name": "f"}])
+    custom = ChatSpecFuse(custom_get_token_ids=lambda text: [0, 1])
+    assert custom.get_num_tokens("anything") == 2  # a user-supplied counter still wins, without loading
+
+
+def test_trim_messages_with_the_model_as_counter_trims() -> None:
+    from langchain_core.messages import trim_messages
+
+    model = _counting_model()
+    history = [SystemMessage("Be brief.")] + [
+        message for i in range(10) for message in (HumanMessage(f"question {i}"), AIMessage(f"answer {i}"))
+    ] + [HumanMessage("last question")]
+    kept = trim_messages(history, max_tokens=100, token_counter=model, strategy="last", include_system=True, start_on="human")
+    assert kept[0] == history[0] and kept[-1] == history[-1]
+    assert len(kept) < len(history)
+    assert model.get_num_tokens_from_messages(kept) <= 100

@@ -118,6 +118,32 @@ def test_settings_llm_accepts_it():
         Settings._llm = previous
 
 
+def test_tokenizer_counts_in_the_ensembles_tokens():
+    """Issue 13: LlamaIndex counted with tiktoken; ``llm.tokenizer`` counts with the counting member."""
+    from llama_index.core.callbacks import TokenCountingHandler
+    from llama_index.core.utilities.token_counting import TokenCounter
+
+    llm, _ = fake_llm()  # scripted members: one character = one token
+    assert llm.tokenizer("héllo 👍") == [ord(c) for c in "héllo 👍"]
+    assert llm.count_tokens("abc") == 3
+    import llama_index.core
+
+    previous = llama_index.core.global_tokenizer
+    try:
+        Settings.tokenizer = llm.tokenizer
+        assert TokenCounter().get_string_tokens("twelve chars") == 12  # LlamaIndex's own counter uses it
+    finally:
+        llama_index.core.global_tokenizer = previous
+    handler = TokenCountingHandler(tokenizer=llm.tokenizer)
+    assert handler.tokenizer("abcd") == [97, 98, 99, 100]
+
+
+def test_tokenizer_does_not_load_until_called():
+    llm = SpecFuseLLM(preset="tiny")
+    tokenizer = llm.tokenizer
+    assert callable(tokenizer) and not llm.is_loaded
+
+
 # ---------------------------------------------------------------------- metadata
 def test_metadata_reserves_what_generation_needs():
     llm, members = fake_llm(max_new_tokens=100, segment_tokens=8, member_window=3000)
