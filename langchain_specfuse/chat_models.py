@@ -38,7 +38,7 @@ from typing_extensions import Self
 
 from specfuse_core import EnsembleConfig, GenerationResult, SegmentEvent, SpecFuse
 from specfuse_core.errors import PresetNotFoundError
-from specfuse_core.loading import member_name_for
+from specfuse_core.loading import check_model_specs, member_name_for
 from specfuse_core.presets import preset_members
 
 SEGMENT_EVENT = "specfuse_segment"
@@ -135,6 +135,11 @@ class ChatSpecFuse(BaseChatModel):
     """Route ``invoke`` through streaming (segments are reported through callbacks either way)."""
 
     _ensemble: SpecFuse | None = PrivateAttr(default=None)
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if self.models is not None:  # a wrong path or uncached hub id fails here, not at the first call
+            check_model_specs(self.models)
 
     # ------------------------------------------------------------------ validation (cheap: no model loading)
     @model_validator(mode="before")

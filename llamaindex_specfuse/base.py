@@ -26,6 +26,7 @@ from llama_index.core.llms.callbacks import llm_chat_callback, llm_completion_ca
 from llama_index.core.llms.llm import LLM
 
 from specfuse_core import EnsembleConfig, GenerationResult, SegmentEvent, SpecFuse
+from specfuse_core.loading import check_model_specs
 from specfuse_core.presets import preset_members
 
 from .events import SpecFuseSegmentEvent
@@ -133,6 +134,8 @@ class SpecFuseLLM(LLM):
             self._ensemble_key = self._source_key()
         elif not self.models and not self.preset:
             raise ValueError("SpecFuseLLM needs a preset, a list of models, or an ensemble")
+        elif self.models:  # a wrong path or uncached hub id fails here, not at the first call
+            check_model_specs(self.models)
 
     @model_validator(mode="after")
     def _check_settings(self) -> "SpecFuseLLM":

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from .config import EnsembleConfig
 from .engine import SpecFuse
@@ -75,7 +76,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         out.print()
         result = stream.result()
     except (SpecFuseError, ValueError) as error:
-        err.print(f"[bold red]error:[/] {error}", markup=True)
+        print_error(err, error)
         return 2
     if out.is_terminal:
         legend = "  ".join(f"[{colour[n]}]{n}[/]" for n in ensemble.member_names)
@@ -90,9 +91,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def _build_ensemble(args: argparse.Namespace, config: EnsembleConfig) -> SpecFuse:
-    from .loading import load_preset_members, model_spec_member
+def print_error(console: Console, error: BaseException | str) -> None:
+    """A user's mistake: one line on stderr, no traceback. The message is printed as text (``[tiny]``
+    in it is not console markup) and not wrapped."""
+    console.print(Text.assemble(("error:", "bold red"), " ", str(error)), soft_wrap=True)
 
+
+def _build_ensemble(args: argparse.Namespace, config: EnsembleConfig) -> SpecFuse:
+    from .loading import check_model_specs, load_preset_members, model_spec_member
+
+    check_model_specs(args.model)  # a wrong --model fails before the preset loads
     members: list = []
     if args.preset or not (args.model or args.remote):
         members.extend(load_preset_members(args.preset or "tiny"))

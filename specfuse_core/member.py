@@ -18,7 +18,8 @@ from typing import Any
 
 import torch
 
-from .errors import ContextWindowExceededError, UnsafeCheckpointError
+from .errors import ContextWindowExceededError, ModelLoadError, ModelNotFoundError, SpecFuseError, UnsafeCheckpointError
+from .model_specs import check_hub_reachable, hub_load_error, resolve_model_spec
 from .kv_cache import common_prefix_length, crop_to, new_cache, splice
 from .messages import Conversation
 from .prompt_format import PlainPromptFormat
@@ -140,10 +141,18 @@ class Member(TextMember):
         context_window: int | None = None,
         **model_kwargs: Any,
     ) -> "Member":
-        """Load a hub id or local directory. Safetensors only, unless ``allow_pickle=True``."""
+        """Load a hub id or local directory. Safetensors only, unless ``allow_pickle=True``.
+
+        The string is checked first (:func:`~specfuse_core.model_specs.resolve_model_spec`): a missing
+        path, a directory without ``config.json`` or an uncached hub id while offline raise
+        :class:`ModelNotFoundError`; a hub id that cannot be downloaded raises it too, in one line."""
+        from huggingface_hub import try_to_load_from_cache
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        path = Path(path_or_id)
+        kind, source = resolve_model_spec(path_or_id)
+        if kind == "gguf":
+            raise ModelNotFoundError(str(path_or_id), "is a GGUF file: load it with Member.from_gguf")
+        path = Path(source)
         if path.is_dir() and not allow_pickle and not any(path.glob("*.safetensors")):
             if any(path.glob("*.bin")) or any(path.glob("*.pt")):
                 raise UnsafeCheckpointError(
@@ -156,8 +165,16 @@ class Member(TextMember):
         kwargs["dtype"] = _resolve_dtype(dtype)
         if device_map is not None:
             kwargs["device_map"] = device_map
-        tokenizer = AutoTokenizer.from_pretrained(path_or_id, trust_remote_code=trust_remote_code)
-        model = AutoModelForCausalLM.from_pretrained(path_or_id, **kwargs)
+        local = path.is_dir()
+        if not local and not isinstance(try_to_load_from_cache(source, "config.json"), str):
+            check_hub_reachable(source)
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
+            model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
+        except OSError as error:
+            if not local:
+                raise hub_load_error(source, error) from error
+            raise ModelLoadError(f"could not load the model directory {path}: {_first_line(error)}") from error
         if device_map is None and device is not None:
             model = model.to(device)
         return cls(
@@ -180,10 +197,18 @@ class Member(TextMember):
         """Load a GGUF file (dequantised to fp32 once, then cached as safetensors)."""
         from .weights_cache import converted_dir, verify_sha256
 
-        file = Path(file)
+        file = Path(file).expanduser()
+        if not file.is_file():
+            where = "is a directory, not a file" if file.is_dir() else "does not exist"
+            raise ModelNotFoundError(str(file), f"GGUF file {file.absolute()} {where}")
         if sha256 is not None:
             verify_sha256(file, sha256, "pass the digest of the file you meant to load")
-        directory = converted_dir(file, sha256)
+        try:
+            directory = converted_dir(file, sha256)
+        except SpecFuseError:
+            raise
+        except Exception as error:  # a corrupt or unsupported file: one named error, cause chained
+            raise ModelLoadError(f"could not convert the GGUF file {file}: {_first_line(error)}") from error
         return cls.from_pretrained(directory, name=name or file.stem, **kwargs)
 
     def describe(self) -> dict[str, Any]:
@@ -214,6 +239,11 @@ class Member(TextMember):
             elif isinstance(value, (list, tuple)):
                 ids.update(int(v) for v in value)
         return frozenset(ids)
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return f"{type(error).__name__}: {text.splitlines()[0]}" if text else type(error).__name__
 
 
 def _resolve_dtype(dtype: str | torch.dtype | None) -> Any:
