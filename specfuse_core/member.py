@@ -11,7 +11,8 @@ from __future__ import annotations
 import inspect
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -169,8 +170,10 @@ class Member(TextMember):
         if not local and not isinstance(try_to_load_from_cache(source, "config.json"), str):
             check_hub_reachable(source)
         try:
-            tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
-            model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
+            # Loading cached weights takes a second or two: no progress bars for that (downloads keep theirs).
+            with _progress_bars(enabled=not local):
+                tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
+                model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
         except OSError as error:
             if not local:
                 raise hub_load_error(source, error) from error
@@ -244,6 +247,22 @@ class Member(TextMember):
 def _first_line(error: BaseException) -> str:
     text = str(error).strip()
     return f"{type(error).__name__}: {text.splitlines()[0]}" if text else type(error).__name__
+
+
+@contextmanager
+def _progress_bars(enabled: bool) -> Iterator[None]:
+    """transformers' progress bars on or off for one load (process-wide setting, restored after)."""
+    from transformers.utils import logging as hf_logging
+
+    before = hf_logging.is_progress_bar_enabled()
+    if before == enabled:
+        yield
+        return
+    (hf_logging.enable_progress_bar if enabled else hf_logging.disable_progress_bar)()
+    try:
+        yield
+    finally:
+        (hf_logging.enable_progress_bar if before else hf_logging.disable_progress_bar)()
 
 
 def _resolve_dtype(dtype: str | torch.dtype | None) -> Any:

@@ -66,6 +66,8 @@ def run_eval_command(args: argparse.Namespace, err, argv: Sequence[str] | None =
     try:
         if args.limit is not None and args.limit < 1:
             raise ValueError("--limit must be at least 1")
+        if args.max_tokens < 1:  # before any model loads
+            raise ValueError("--max-tokens must be at least 1")
         overrides = parse_overrides(args.set)
         check_model_specs(args.model)  # a wrong --model fails before data and models load
         items = load_dataset(args.dataset, args.data_dir, args.limit, args.checker)
@@ -90,7 +92,7 @@ def run_eval_command(args: argparse.Namespace, err, argv: Sequence[str] | None =
     except (SpecFuseError, ValueError, OSError) as error:  # OSError: e.g. an --out folder that cannot be written
         from ..cli import print_error
 
-        print_error(err, error)
+        print_error(err, error, {"max_new_tokens": "--max-tokens", "max_tokens": "--max-tokens", "seed": "--seed"})
         return 2
     state = "interrupted; partial report" if outcome.interrupted else "done"
     err.print(f"{state}: {outcome.ran} answers this run, {outcome.skipped} resumed; report in {args.out}", markup=False)

@@ -21,3 +21,29 @@ def test_chat_streams_the_answer_and_prints_a_trace(capsys, tiny_ensemble):
     captured = capsys.readouterr()
     assert "Paris" in captured.out
     assert "rounds" in captured.err and "finish_reason=" in captured.err
+
+
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (["--max-tokens", "0"], "error: --max-tokens: Input should be greater than or equal to 1 (got 0)"),
+        (["--temperature", "-1", "--top-p", "2"], "--temperature: Input should be greater than or equal to 0 (got -1.0); --top-p:"),
+        (["--stop", ""], "error: --stop: stop strings must be non-empty"),
+        (["--segment-tokens", "999"], "error: --segment-tokens: Input should be less than or equal to 256"),
+    ],
+)
+def test_validation_errors_name_the_flags_in_one_line(args, expected, capsys):
+    """Issue 13 item 7: no internal field names (max_new_tokens), no pydantic URLs."""
+    assert main(["chat", "hi", *args]) == 2
+    err = capsys.readouterr().err
+    assert expected in err and err.count("\n") == 1, err
+    assert "max_new_tokens" not in err and "pydantic" not in err and "EnsembleConfig" not in err
+
+
+def test_eval_validation_errors_name_the_flags(tmp_path, capsys):
+    assert main(["eval", "--dataset", "gsm8k", "--set", "temperature=-2", "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --set temperature: Input should be greater") and "pydantic" not in err, err
+    assert main(["eval", "--dataset", "gsm8k", "--max-tokens", "0", "--out", str(tmp_path / "o")]) == 2
+    assert capsys.readouterr().err == "error: --max-tokens must be at least 1\n"
+
