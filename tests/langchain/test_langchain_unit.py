@@ -23,8 +23,11 @@ def test_construction_is_lazy_and_defaults_to_the_tiny_preset() -> None:
     assert model.model_name == "specfuse:tiny"
 
 
-def test_explicit_models_name_the_members_like_the_core_loader() -> None:
-    model = ChatSpecFuse(models=["/models/SmolLM2-135M.Q4_1.gguf", "/models/qwen2.5-0.5b/"])
+def test_explicit_models_name_the_members_like_the_core_loader(tmp_path) -> None:
+    (tmp_path / "SmolLM2-135M.Q4_1.gguf").write_bytes(b"GGUF")  # the files must exist (checked), nothing loads
+    (tmp_path / "qwen2.5-0.5b").mkdir()
+    (tmp_path / "qwen2.5-0.5b" / "config.json").write_text("{}")
+    model = ChatSpecFuse(models=[str(tmp_path / "SmolLM2-135M.Q4_1.gguf"), str(tmp_path / "qwen2.5-0.5b") + "/"])
     assert model.member_names == ["SmolLM2-135M.Q4_1", "qwen2.5-0.5b"]
     assert model.model_name == "specfuse:SmolLM2-135M.Q4_1+qwen2.5-0.5b"
     assert model._ensemble is None

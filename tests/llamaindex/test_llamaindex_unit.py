@@ -94,8 +94,11 @@ def test_bad_settings_fail_at_construction(kwargs, error):
         SpecFuseLLM(**kwargs)
 
 
-def test_model_name_of_explicit_models():
-    llm = SpecFuseLLM(models=["/models/Qwen2.5-0.5B-Instruct", "/models/smol.Q4_1.gguf"], context_window=2048)
+def test_model_name_of_explicit_models(tmp_path):
+    (tmp_path / "Qwen2.5-0.5B-Instruct").mkdir()
+    (tmp_path / "Qwen2.5-0.5B-Instruct" / "config.json").write_text("{}")
+    (tmp_path / "smol.Q4_1.gguf").write_bytes(b"GGUF")  # the files must exist (checked), nothing loads
+    llm = SpecFuseLLM(models=[str(tmp_path / "Qwen2.5-0.5B-Instruct"), str(tmp_path / "smol.Q4_1.gguf")], context_window=2048)
     assert llm.model_name == "specfuse[Qwen2.5-0.5B-Instruct,smol.Q4_1]"
     assert llm.metadata.model_name == llm.model_name
 
