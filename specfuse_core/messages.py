@@ -20,7 +20,10 @@ def normalize_conversation(messages: str | Sequence[Any], partial: bool = False)
     """
     if isinstance(messages, str):
         _check_unicode(messages, 0)
-        return [{"role": "user", "content": messages}]
+        conversation = [{"role": "user", "content": messages}]
+        if not partial:
+            _check_question(conversation)
+        return conversation
     if messages is None or isinstance(messages, (bytes, Mapping)) or not isinstance(messages, Sequence):
         raise InvalidConversationError(
             f"messages must be a string or a list of {{'role', 'content'}} messages, got {type(messages).__name__}"
@@ -40,7 +43,20 @@ def normalize_conversation(messages: str | Sequence[Any], partial: bool = False)
         conversation.append({"role": role, "content": content})
     if not partial and all(message["role"] == "system" for message in conversation):
         raise InvalidConversationError("the conversation has only system messages: add a user message")
+    if not partial:
+        _check_question(conversation)
     return conversation
+
+
+def _check_question(conversation: Conversation) -> None:
+    """An empty or whitespace-only last user message is a mistake, not a question: members would
+    answer it with a canned greeting. (Empty messages elsewhere in the history are kept.)"""
+    users = [i for i, message in enumerate(conversation) if message["role"] == "user"]
+    if users and not conversation[users[-1]]["content"].strip():
+        raise InvalidConversationError(
+            f"message {users[-1]} (the last user message) is empty or only whitespace, so there is nothing "
+            "to answer: pass the question as its text"
+        )
 
 
 def _check_unicode(content: str, index: int) -> None:

