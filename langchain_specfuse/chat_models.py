@@ -38,7 +38,7 @@ from pydantic import Field, PrivateAttr, model_validator
 from typing_extensions import Self
 
 from specfuse_core import EnsembleConfig, GenerationResult, SegmentEvent, SpecFuse
-from specfuse_core.errors import PresetNotFoundError
+from specfuse_core.errors import PresetNotFoundError, UnsupportedFeatureError
 from specfuse_core.loading import check_model_specs, member_name_for
 from specfuse_core.presets import preset_members
 
@@ -252,6 +252,25 @@ class ChatSpecFuse(BaseChatModel):
             text_outputs=True,
             tool_calling=False,
             structured_output=False,
+        )
+
+    # ------------------------------------------------------------------ not offered (yet)
+    def bind_tools(self, tools: Sequence[Any], *, tool_choice: str | None = None, **kwargs: Any) -> Any:
+        """Not offered: raises :class:`~specfuse_core.errors.UnsupportedFeatureError` saying why."""
+        raise UnsupportedFeatureError(
+            "ChatSpecFuse has no tool calling (yet): its small members cannot reliably follow a tool schema "
+            "and the ensemble has no constrained decoding (llm.profile['tool_calling'] is False). For agents, "
+            "use a tool-calling chat model; otherwise describe the tools in the prompt and parse the reply "
+            "yourself, expecting failures"
+        )
+
+    def with_structured_output(self, schema: Any, *, include_raw: bool = False, **kwargs: Any) -> Any:
+        """Not offered: raises :class:`~specfuse_core.errors.UnsupportedFeatureError` saying why."""
+        raise UnsupportedFeatureError(
+            "ChatSpecFuse has no structured output or JSON mode (yet): the ensemble has no constrained "
+            "decoding (llm.profile['structured_output'] is False). Ask for JSON in the prompt and parse the "
+            "reply with JsonOutputParser or PydanticOutputParser, expecting failures, or use a model that "
+            "supports structured output"
         )
 
     # ------------------------------------------------------------------ the ensemble

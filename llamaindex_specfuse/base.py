@@ -26,6 +26,7 @@ from llama_index.core.llms.callbacks import llm_chat_callback, llm_completion_ca
 from llama_index.core.llms.llm import LLM
 
 from specfuse_core import EnsembleConfig, GenerationResult, SegmentEvent, SpecFuse
+from specfuse_core.errors import UnsupportedFeatureError
 from specfuse_core.loading import check_model_specs
 from specfuse_core.presets import preset_members
 
@@ -456,6 +457,24 @@ class SpecFuseLLM(LLM):
             additional_kwargs=self._segment_kwargs(segment, result),
         )
 
+    # ------------------------------------------------------------------ not offered (yet)
+    def structured_predict(self, output_cls: Any, prompt: Any, llm_kwargs: Optional[Dict[str, Any]] = None, **prompt_args: Any) -> Any:
+        """Not offered: raises :class:`~specfuse_core.errors.UnsupportedFeatureError` at once (LlamaIndex's
+        text fallback would generate a whole answer and then fail to parse it)."""
+        raise _no_structured_output()
+
+    async def astructured_predict(self, output_cls: Any, prompt: Any, llm_kwargs: Optional[Dict[str, Any]] = None, **prompt_args: Any) -> Any:
+        raise _no_structured_output()
+
+    def stream_structured_predict(self, output_cls: Any, prompt: Any, llm_kwargs: Optional[Dict[str, Any]] = None, **prompt_args: Any) -> Any:
+        raise _no_structured_output()
+
+    async def astream_structured_predict(self, output_cls: Any, prompt: Any, llm_kwargs: Optional[Dict[str, Any]] = None, **prompt_args: Any) -> Any:
+        raise _no_structured_output()
+
+    def as_structured_llm(self, output_cls: Any, **kwargs: Any) -> Any:
+        raise _no_structured_output()
+
     # ------------------------------------------------------------------ sync endpoints
     @llm_chat_callback()
     def chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
@@ -529,6 +548,15 @@ class SpecFuseLLM(LLM):
                     yield self._completion_chunk(segment, text, result)
 
         return gen()
+
+
+def _no_structured_output() -> UnsupportedFeatureError:
+    return UnsupportedFeatureError(
+        "SpecFuseLLM has no structured output (yet): the ensemble has no constrained decoding or function "
+        "calling (metadata.is_function_calling_model is False), and parsing free text from its small members "
+        "fails. Ask for JSON in the prompt and parse the reply yourself (e.g. PydanticOutputParser), "
+        "expecting failures, or use a model that supports structured output"
+    )
 
 
 class _EnsembleTokenizer:

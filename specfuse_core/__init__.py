@@ -15,6 +15,7 @@ from .errors import (
     PresetNotFoundError,
     SpecFuseError,
     UnsafeCheckpointError,
+    UnsupportedFeatureError,
 )
 from .member import Candidate, Member, MemberSession
 from .prompt_format import PlainPromptFormat
@@ -47,4 +48,5 @@ __all__ = [
     "Trace",
     "Usage",
     "UnsafeCheckpointError",
+    "UnsupportedFeatureError",
 ]

@@ -56,6 +56,11 @@ class ModelLoadError(SpecFuseError, RuntimeError):
     """A model file or directory was found but could not be loaded (corrupt or unsupported)."""
 
 
+class UnsupportedFeatureError(SpecFuseError, NotImplementedError):
+    """A framework feature the ensemble does not offer (yet): tool calling, structured output, JSON
+    mode. Raised up front, before any model work, with what to use instead."""
+
+
 class ChecksumMismatchError(SpecFuseError):
     """A weights file does not have the sha256 digest pinned for it."""
 

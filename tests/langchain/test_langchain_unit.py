@@ -223,3 +223,21 @@ def test_an_empty_question_is_refused(prompt) -> None:
 
     with pytest.raises(InvalidConversationError, match="empty or only whitespace"):
         _counting_model().invoke(prompt)
+
+
+def test_tools_and_structured_output_fail_at_once_saying_why() -> None:
+    """Issue 13 item 6: bind_tools raised a bare NotImplementedError()."""
+    from pydantic import BaseModel
+
+    from specfuse_core import UnsupportedFeatureError
+
+    class Answer(BaseModel):
+        text: str
+
+    model = ChatSpecFuse()
+    with pytest.raises(UnsupportedFeatureError, match="no tool calling .*tool-calling chat model") as info:
+        model.bind_tools([Answer])
+    assert isinstance(info.value, NotImplementedError)
+    with pytest.raises(UnsupportedFeatureError, match="no structured output or JSON mode .*JsonOutputParser"):
+        model.with_structured_output(Answer)
+    assert model._ensemble is None  # nothing was loaded to learn it

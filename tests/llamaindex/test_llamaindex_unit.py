@@ -421,3 +421,25 @@ def test_none_or_empty_content_is_named(content, message):
         llm.chat([system("Be brief."), ChatMessage(role="user", content=content)])
     with pytest.raises(InvalidConversationError, match="empty or only whitespace"):
         llm.complete("   ")
+
+
+async def test_structured_prediction_fails_at_once_saying_why():
+    """Issue 13 item 6: structured_predict generated for 100 s, then failed with 'Invalid JSON: EOF'."""
+    from pydantic import BaseModel
+
+    from specfuse_core import UnsupportedFeatureError
+
+    class Answer(BaseModel):
+        text: str
+
+    llm, members = fake_llm()
+    prompt = PromptTemplate("Answer {question}")
+    for call in (llm.structured_predict, llm.stream_structured_predict):
+        with pytest.raises(UnsupportedFeatureError, match="no structured output .*PydanticOutputParser"):
+            call(Answer, prompt, question="what?")
+    for acall in (llm.astructured_predict, llm.astream_structured_predict):
+        with pytest.raises(UnsupportedFeatureError, match="no structured output"):
+            await acall(Answer, prompt, question="what?")
+    with pytest.raises(UnsupportedFeatureError):
+        llm.as_structured_llm(Answer)
+    assert all(m.conversations == [] for m in members)  # no request was started
