@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import uuid
 import warnings
 from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any, Literal
@@ -32,14 +33,16 @@ from langchain_core.messages import (
 )
 from langchain_core.messages.ai import UsageMetadata
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
-from langchain_core.runnables import RunnableConfig
+from langchain_core.runnables import RunnableConfig, ensure_config
 from pydantic import Field, PrivateAttr, model_validator
 from typing_extensions import Self
 
 from specfuse_core import EnsembleConfig, GenerationResult, SegmentEvent, SpecFuse
-from specfuse_core.errors import PresetNotFoundError
-from specfuse_core.loading import member_name_for
+from specfuse_core.errors import PresetNotFoundError, UnsupportedFeatureError
+from specfuse_core.loading import check_model_specs, member_name_for
 from specfuse_core.presets import preset_members
+
+_STREAM_CONFIG = "_specfuse_stream_config"  # keyword that carries stream()'s config to _stream
 
 SEGMENT_EVENT = "specfuse_segment"
 """Name of the custom callback event dispatched once per accepted segment."""
@@ -137,6 +140,11 @@ class ChatSpecFuse(BaseChatModel):
     """Route ``invoke`` through streaming (segments are reported through callbacks either way)."""
 
     _ensemble: SpecFuse | None = PrivateAttr(default=None)
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if self.models is not None:  # a wrong path or uncached hub id fails here, not at the first call
+            check_model_specs(self.models)
 
     # ------------------------------------------------------------------ validation (cheap: no model loading)
     @model_validator(mode="before")
@@ -248,6 +256,25 @@ class ChatSpecFuse(BaseChatModel):
             structured_output=False,
         )
 
+    # ------------------------------------------------------------------ not offered (yet)
+    def bind_tools(self, tools: Sequence[Any], *, tool_choice: str | None = None, **kwargs: Any) -> Any:
+        """Not offered: raises :class:`~specfuse_core.errors.UnsupportedFeatureError` saying why."""
+        raise UnsupportedFeatureError(
+            "ChatSpecFuse has no tool calling (yet): its small members cannot reliably follow a tool schema "
+            "and the ensemble has no constrained decoding (llm.profile['tool_calling'] is False). For agents, "
+            "use a tool-calling chat model; otherwise describe the tools in the prompt and parse the reply "
+            "yourself, expecting failures"
+        )
+
+    def with_structured_output(self, schema: Any, *, include_raw: bool = False, **kwargs: Any) -> Any:
+        """Not offered: raises :class:`~specfuse_core.errors.UnsupportedFeatureError` saying why."""
+        raise UnsupportedFeatureError(
+            "ChatSpecFuse has no structured output or JSON mode (yet): the ensemble has no constrained "
+            "decoding (llm.profile['structured_output'] is False). Ask for JSON in the prompt and parse the "
+            "reply with JsonOutputParser or PydanticOutputParser, expecting failures, or use a model that "
+            "supports structured output"
+        )
+
     # ------------------------------------------------------------------ the ensemble
     @property
     def ensemble(self) -> SpecFuse:
@@ -271,6 +298,25 @@ class ChatSpecFuse(BaseChatModel):
         # Settings are passed per request, so copies of this object with other settings may share it;
         # the calibration fills the trust settings (weights, roles, gating lead) a request leaves unset.
         return SpecFuse(members, EnsembleConfig(), calibration=calibration)
+
+    # ------------------------------------------------------------------ token counting (the core counts)
+    def get_token_ids(self, text: str) -> list[int]:
+        """``text`` in the tokens of the member that counts ``max_tokens`` and usage (the first member),
+        not LangChain's GPT-2 fallback. Loads the ensemble on first use; ``custom_get_token_ids`` wins."""
+        if self.custom_get_token_ids is not None:
+            return self.custom_get_token_ids(text)
+        return self.ensemble.token_ids(text)
+
+    def get_num_tokens(self, text: str) -> int:
+        return len(self.get_token_ids(text))
+
+    def get_num_tokens_from_messages(self, messages: list[BaseMessage], tools: Sequence[Any] | None = None) -> int:
+        """Tokens the counting member's prompt takes for ``messages``, chat template included (equal to
+        ``usage_metadata["input_tokens"]`` of a call with them); works as ``trim_messages``'s
+        ``token_counter``. ``tools`` are ignored with a warning: ChatSpecFuse has no tool calling."""
+        if tools:
+            warnings.warn("ChatSpecFuse has no tool calling: tool schemas are not counted", UserWarning, stacklevel=2)
+        return self.ensemble.count_prompt_tokens(_to_conversation(messages))
 
     # ------------------------------------------------------------------ requests
     def _stop_list(self, stop: list[str] | None) -> list[str]:
@@ -302,7 +348,33 @@ class ChatSpecFuse(BaseChatModel):
     def _request_args(
         self, messages: list[BaseMessage], stop: list[str] | None, kwargs: dict[str, Any]
     ) -> tuple[list[dict[str, str]], dict[str, Any]]:
+        kwargs.pop(_STREAM_CONFIG, None)  # stream() falling back to invoke (disable_streaming) passes it on
         return _to_conversation(messages), self._config(self._stop_list(stop), **kwargs)
+
+    # ------------------------------------------------------------------ entry points that do not pass a run manager
+    def stream(self, input: Any, config: RunnableConfig | None = None, *, stop: list[str] | None = None, **kwargs: Any) -> Iterator[AIMessageChunk]:
+        """LangChain's ``stream``; the run's id is fixed first so each segment's custom event is
+        reported on this chat model's run (LangChain gives ``_stream`` no run manager here)."""
+        config = _with_run_id(config)
+        yield from super().stream(input, config, stop=stop, **{**kwargs, _STREAM_CONFIG: config})
+
+    async def astream(self, input: Any, config: RunnableConfig | None = None, *, stop: list[str] | None = None, **kwargs: Any) -> AsyncIterator[AIMessageChunk]:
+        """LangChain's ``astream`` (and so ``astream_events``), with segment events on this model's run."""
+        config = _with_run_id(config)
+        async for chunk in super().astream(input, config, stop=stop, **{**kwargs, _STREAM_CONFIG: config}):
+            yield chunk
+
+    def _get_invocation_params(self, stop: list[str] | None = None, **kwargs: Any) -> dict[str, Any]:
+        kwargs.pop(_STREAM_CONFIG, None)  # plumbing, not a parameter of the call
+        return super()._get_invocation_params(stop=stop, **kwargs)
+
+    def _should_stream(self, *, async_api: bool, run_manager: Any = None, **kwargs: Any) -> bool:
+        """``invoke`` never detours through ``_stream`` (``streaming=True``, or an event-streaming
+        handler attached): ``_generate`` already reports every segment through the run manager's
+        callbacks, and only it gets the run manager that puts segment events on this model's run."""
+        if run_manager is not None:
+            return False
+        return super()._should_stream(async_api=async_api, run_manager=run_manager, **kwargs)
 
     # ------------------------------------------------------------------ sync
     def _generate(
@@ -319,8 +391,8 @@ class ChatSpecFuse(BaseChatModel):
                 records.append(_record(event))
                 if run_manager is not None:
                     chunk = self._chunk(event, stream.result() if event.finish_reason else None)
+                    _dispatch(event, _model_run_callbacks(self, run_manager, None, CallbackManager))  # before its chunk
                     run_manager.on_llm_new_token(event.text, chunk=chunk)
-                    _dispatch(event, run_manager)
             result = stream.result()
         return self._chat_result(result, records)
 
@@ -331,16 +403,17 @@ class ChatSpecFuse(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
+        events_to = _model_run_callbacks(self, run_manager, kwargs.pop(_STREAM_CONFIG, None), CallbackManager)
         conversation, overrides = self._request_args(messages, stop, kwargs)
         stream = self.ensemble.stream(conversation, **overrides)
         try:
             for event in stream:
                 chunk = self._chunk(event, stream.result() if event.finish_reason else None)
+                _dispatch(event, events_to)
                 if run_manager is not None:
                     # LangChain passes a run manager to _stream only where it does not report the chunks
-                    # itself (stream_events v3); stream()/invoke report each yielded chunk.
+                    # itself (stream_events v3); stream() reports each yielded chunk.
                     run_manager.on_llm_new_token(event.text, chunk=chunk)
-                _dispatch(event, run_manager)
                 yield chunk
         finally:
             stream.close()
@@ -367,8 +440,8 @@ class ChatSpecFuse(BaseChatModel):
                 records.append(_record(event))
                 if run_manager is not None:
                     chunk = self._chunk(event, stream.result() if event.finish_reason else None)
+                    await _adispatch(event, _model_run_callbacks(self, run_manager, None, AsyncCallbackManager))
                     await run_manager.on_llm_new_token(event.text, chunk=chunk)
-                    await _adispatch(event, run_manager)
                 if event.finish_reason:
                     break  # the request is done: no further thread hop just to learn that
             result = stream.result()
@@ -383,15 +456,16 @@ class ChatSpecFuse(BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
+        events_to = _model_run_callbacks(self, run_manager, kwargs.pop(_STREAM_CONFIG, None), AsyncCallbackManager)
         conversation, overrides = self._request_args(messages, stop, kwargs)
         ensemble = await self._aensemble()
         stream = await asyncio.to_thread(ensemble.astream, conversation, **overrides)
         try:
             async for event in stream:
                 chunk = self._chunk(event, stream.result() if event.finish_reason else None)
+                await _adispatch(event, events_to)
                 if run_manager is not None:
                     await run_manager.on_llm_new_token(event.text, chunk=chunk)
-                await _adispatch(event, run_manager)
                 yield chunk
                 if event.finish_reason:
                     break
@@ -456,42 +530,58 @@ def _event_data(event: SegmentEvent) -> dict[str, Any]:
     return {**_record(event), "segment": event.segment, "finish_reason": event.finish_reason}
 
 
-def _run_callbacks(run_manager: Any, manager_class: type) -> Any:
-    """A callback manager whose parent is this chat model run, holding the run's handlers, so a custom
-    event dispatched through it is reported on this run (LLM run managers have no ``get_child``)."""
-    return manager_class(
-        handlers=list(run_manager.handlers),
-        inheritable_handlers=list(run_manager.inheritable_handlers),
-        parent_run_id=run_manager.run_id,
-        tags=list(run_manager.tags),
-        inheritable_tags=list(run_manager.inheritable_tags),
-        metadata=dict(run_manager.metadata),
-        inheritable_metadata=dict(run_manager.inheritable_metadata),
+def _model_run_callbacks(model: "ChatSpecFuse", run_manager: Any, stream_config: Any, manager_class: type) -> Any:
+    """A callback manager whose parent run is this chat model's own run, so a custom event dispatched
+    through it is reported on that run (LLM run managers have no ``get_child``).
+
+    ``invoke``/``batch`` and ``stream_events(version="v3")`` hand the model its run manager. ``stream``
+    and ``astream`` (so ``astream_events``) do not: :meth:`ChatSpecFuse.stream` fixes the run's id in
+    the config beforehand and passes that config along (``stream_config``), and the manager is built
+    from it the way LangChain builds the run's own. None: no run to report to.
+    """
+    if run_manager is not None:
+        return manager_class(
+            handlers=list(run_manager.handlers),
+            inheritable_handlers=list(run_manager.inheritable_handlers),
+            parent_run_id=run_manager.run_id,
+            tags=list(run_manager.tags),
+            inheritable_tags=list(run_manager.inheritable_tags),
+            metadata=dict(run_manager.metadata),
+            inheritable_metadata=dict(run_manager.inheritable_metadata),
+        )
+    if stream_config is None:
+        return None
+    manager = manager_class.configure(
+        stream_config.get("callbacks"),
+        model.callbacks,
+        model.verbose,
+        stream_config.get("tags"),
+        model.tags,
+        stream_config.get("metadata"),
+        model.metadata,
     )
+    manager.parent_run_id = stream_config["run_id"]
+    return manager
 
 
-def _dispatch(event: SegmentEvent, run_manager: CallbackManagerForLLMRun | None) -> None:
-    """Custom event per segment: on the chat model run when LangChain handed us its run manager;
-    otherwise on the enclosing run (e.g. a chain), and skipped outside any run."""
-    if run_manager is not None:
-        config = RunnableConfig(callbacks=_run_callbacks(run_manager, CallbackManager))
-        dispatch_custom_event(SEGMENT_EVENT, _event_data(event), config=config)
-        return
-    try:
-        dispatch_custom_event(SEGMENT_EVENT, _event_data(event))
-    except RuntimeError:  # no parent run (e.g. .stream() on the model itself); the chunks carry it
-        pass
+def _dispatch(event: SegmentEvent, callbacks: CallbackManager | None) -> None:
+    """The segment's custom event, on the chat model's run (see :func:`_model_run_callbacks`)."""
+    if callbacks is not None:
+        dispatch_custom_event(SEGMENT_EVENT, _event_data(event), config=RunnableConfig(callbacks=callbacks))
 
 
-async def _adispatch(event: SegmentEvent, run_manager: AsyncCallbackManagerForLLMRun | None) -> None:
-    if run_manager is not None:
-        config = RunnableConfig(callbacks=_run_callbacks(run_manager, AsyncCallbackManager))
-        await adispatch_custom_event(SEGMENT_EVENT, _event_data(event), config=config)
-        return
-    try:
-        await adispatch_custom_event(SEGMENT_EVENT, _event_data(event))
-    except RuntimeError:
-        pass
+async def _adispatch(event: SegmentEvent, callbacks: AsyncCallbackManager | None) -> None:
+    if callbacks is not None:
+        await adispatch_custom_event(SEGMENT_EVENT, _event_data(event), config=RunnableConfig(callbacks=callbacks))
+
+
+def _with_run_id(config: RunnableConfig | None) -> RunnableConfig:
+    """The call's config with the chat model run's id fixed in advance (LangChain uses a given
+    ``run_id`` for the run it opens), so the segment events can name that run."""
+    config = ensure_config(config)
+    if config.get("run_id") is None:
+        config["run_id"] = uuid.uuid4()
+    return config
 
 
 def _to_conversation(messages: Sequence[BaseMessage]) -> list[dict[str, str]]:

@@ -5,7 +5,7 @@ import logging
 import threading
 from contextlib import aclosing, closing
 from pathlib import Path
-from typing import Any, AsyncIterator, Dict, Iterator, List, Literal, Optional, Sequence, Tuple
+from typing import Any, AsyncIterator, Callable, Dict, Iterator, List, Literal, Optional, Sequence, Tuple
 
 from llama_index.core.base.llms.generic_utils import messages_to_prompt as generic_messages_to_prompt
 from llama_index.core.base.llms.types import (
@@ -26,6 +26,8 @@ from llama_index.core.llms.callbacks import llm_chat_callback, llm_completion_ca
 from llama_index.core.llms.llm import LLM
 
 from specfuse_core import EnsembleConfig, GenerationResult, SegmentEvent, SpecFuse
+from specfuse_core.errors import UnsupportedFeatureError
+from specfuse_core.loading import check_model_specs
 from specfuse_core.presets import preset_calibration, preset_members
 
 from .events import SpecFuseSegmentEvent
@@ -140,6 +142,8 @@ class SpecFuseLLM(LLM):
             self._ensemble_key = self._source_key()
         elif not self.models and not self.preset:
             raise ValueError("SpecFuseLLM needs a preset, a list of models, or an ensemble")
+        elif self.models:  # a wrong path or uncached hub id fails here, not at the first call
+            check_model_specs(self.models)
 
     @model_validator(mode="after")
     def _check_settings(self) -> "SpecFuseLLM":
@@ -216,6 +220,18 @@ class SpecFuseLLM(LLM):
         """:meth:`load` in a worker thread, so the event loop keeps running."""
         await asyncio.to_thread(self.load)
         return self
+
+    @property
+    def tokenizer(self) -> Callable[[str], List[int]]:
+        """A ``text -> token ids`` callable in the tokens of the member that counts ``max_new_tokens``
+        and usage (the first member): use it as ``Settings.tokenizer`` or
+        ``TokenCountingHandler(tokenizer=llm.tokenizer)`` so LlamaIndex packs prompts in the ensemble's
+        tokens instead of tiktoken's. The members load on its first call (see :meth:`load`)."""
+        return _EnsembleTokenizer(self)
+
+    def count_tokens(self, text: str) -> int:
+        """Length of ``text`` in the counting member's tokens."""
+        return self.ensemble.count_tokens(text)
 
     def describe(self) -> Dict[str, Any]:
         """The ensemble's members and settings (loads the members)."""
@@ -452,6 +468,24 @@ class SpecFuseLLM(LLM):
             additional_kwargs=self._segment_kwargs(segment, result),
         )
 
+    # ------------------------------------------------------------------ not offered (yet)
+    def structured_predict(self, output_cls: Any, prompt: Any, llm_kwargs: Optional[Dict[str, Any]] = None, **prompt_args: Any) -> Any:
+        """Not offered: raises :class:`~specfuse_core.errors.UnsupportedFeatureError` at once (LlamaIndex's
+        text fallback would generate a whole answer and then fail to parse it)."""
+        raise _no_structured_output()
+
+    async def astructured_predict(self, output_cls: Any, prompt: Any, llm_kwargs: Optional[Dict[str, Any]] = None, **prompt_args: Any) -> Any:
+        raise _no_structured_output()
+
+    def stream_structured_predict(self, output_cls: Any, prompt: Any, llm_kwargs: Optional[Dict[str, Any]] = None, **prompt_args: Any) -> Any:
+        raise _no_structured_output()
+
+    async def astream_structured_predict(self, output_cls: Any, prompt: Any, llm_kwargs: Optional[Dict[str, Any]] = None, **prompt_args: Any) -> Any:
+        raise _no_structured_output()
+
+    def as_structured_llm(self, output_cls: Any, **kwargs: Any) -> Any:
+        raise _no_structured_output()
+
     # ------------------------------------------------------------------ sync endpoints
     @llm_chat_callback()
     def chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
@@ -525,6 +559,28 @@ class SpecFuseLLM(LLM):
                     yield self._completion_chunk(segment, text, result)
 
         return gen()
+
+
+def _no_structured_output() -> UnsupportedFeatureError:
+    return UnsupportedFeatureError(
+        "SpecFuseLLM has no structured output (yet): the ensemble has no constrained decoding or function "
+        "calling (metadata.is_function_calling_model is False), and parsing free text from its small members "
+        "fails. Ask for JSON in the prompt and parse the reply yourself (e.g. PydanticOutputParser), "
+        "expecting failures, or use a model that supports structured output"
+    )
+
+
+class _EnsembleTokenizer:
+    """``SpecFuseLLM.tokenizer``: encodes with the counting member of the LLM's current ensemble."""
+
+    def __init__(self, llm: "SpecFuseLLM") -> None:
+        self._llm = llm
+
+    def __call__(self, text: str) -> List[int]:
+        return self._llm.ensemble.token_ids(text)
+
+    def __repr__(self) -> str:
+        return f"<tokenizer of {self._llm.model_name}>"
 
 
 def _spec_name(spec: str) -> str:

@@ -33,6 +33,10 @@ _SKIPPED_BLOCKS = (ThinkingBlock, CachePoint)
 def message_text(message: ChatMessage, index: int = 0) -> str:
     """The text of one message (text blocks joined like ``ChatMessage.content``); a clear error for
     images, audio, documents and tool calls, which the ensemble cannot read."""
+    if not message.blocks:  # ChatMessage(content=None): no text at all, not an empty string
+        raise InvalidConversationError(
+            f"message {index} has no content (None): SpecFuseLLM is text-only, pass the message's text"
+        )
     parts: List[str] = []
     for block in message.blocks:
         if isinstance(block, TextBlock):

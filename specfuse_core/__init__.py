@@ -9,10 +9,13 @@ from .errors import (
     DuplicateMemberError,
     InvalidConversationError,
     MissingModelPackageError,
+    ModelLoadError,
+    ModelNotFoundError,
     NoCandidatesError,
     PresetNotFoundError,
     SpecFuseError,
     UnsafeCheckpointError,
+    UnsupportedFeatureError,
 )
 from .member import Candidate, Member, MemberSession
 from .prompt_format import PlainPromptFormat
@@ -33,6 +36,8 @@ __all__ = [
     "MemberFault",
     "MemberSession",
     "MissingModelPackageError",
+    "ModelLoadError",
+    "ModelNotFoundError",
     "NoCandidatesError",
     "PlainPromptFormat",
     "PresetNotFoundError",
@@ -43,4 +48,5 @@ __all__ = [
     "Trace",
     "Usage",
     "UnsafeCheckpointError",
+    "UnsupportedFeatureError",
 ]

@@ -6,10 +6,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+
+from pydantic import ValidationError
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from .config import EnsembleConfig
 from .engine import SpecFuse
@@ -95,7 +98,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         out.print()
         result = stream.result()
     except (SpecFuseError, ValueError) as error:
-        err.print(f"[bold red]error:[/] {error}", markup=True)
+        print_error(err, error, CHAT_FLAGS)
         return 2
     if out.is_terminal:
         legend = "  ".join(f"[{colour[n]}]{n}[/]" for n in ensemble.member_names)
@@ -110,9 +113,44 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def _build_ensemble(args: argparse.Namespace, config: EnsembleConfig) -> SpecFuse:
-    from .loading import load_preset_members, model_spec_member
+# EnsembleConfig field -> the `specfuse chat` flag that sets it.
+CHAT_FLAGS = {
+    "max_new_tokens": "--max-tokens",
+    "temperature": "--temperature",
+    "top_p": "--top-p",
+    "seed": "--seed",
+    "segment_tokens": "--segment-tokens",
+    "weighting": "--weighting",
+    "model_exit": "--model-exit",
+    "stop": "--stop",
+}
 
+
+def validation_message(error: ValidationError, flags: Mapping[str, str]) -> str:
+    """A pydantic error in the user's terms: each problem under the flag that set the field (no
+    internal field names, no pydantic URLs)."""
+    problems = []
+    for item in error.errors(include_url=False):
+        field = str(item["loc"][0]) if item["loc"] else ""
+        where = flags.get(field, f"--set {field}" if field else "settings")
+        message = item["msg"].removeprefix("Value error, ")
+        got = f" (got {item['input']!r})" if "input" in item and item["type"] != "extra_forbidden" else ""
+        problems.append(f"{where}: {message}{got}")
+    return "; ".join(problems)
+
+
+def print_error(console: Console, error: BaseException | str, flags: Mapping[str, str] | None = None) -> None:
+    """A user's mistake: one line on stderr, no traceback. The message is printed as text (``[tiny]``
+    in it is not console markup) and not wrapped; validation errors name the flags."""
+    if isinstance(error, ValidationError):
+        error = validation_message(error, flags or {})
+    console.print(Text.assemble(("error:", "bold red"), " ", str(error)), soft_wrap=True)
+
+
+def _build_ensemble(args: argparse.Namespace, config: EnsembleConfig) -> SpecFuse:
+    from .loading import check_model_specs, load_preset_members, model_spec_member
+
+    check_model_specs(args.model)  # a wrong --model fails before the preset loads
     members: list = []
     if args.preset or not (args.model or args.remote):
         members.extend(load_preset_members(args.preset or "tiny"))

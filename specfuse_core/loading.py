@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from .member import Member
+from .model_specs import resolve_model_spec
 from .presets import preset_members, resolve_preset_member
 from .prompt_format import PlainPromptFormat
 
@@ -57,7 +58,15 @@ def member_name_for(spec: str) -> str:
     return path.stem if path.suffix == ".gguf" else (path.name or spec)
 
 
+def check_model_specs(specs: list[str]) -> None:
+    """Resolve every member string before anything loads (no network): the first mistake raises
+    :class:`~specfuse_core.errors.ModelNotFoundError` saying what was looked for and where."""
+    for spec in specs:
+        resolve_model_spec(spec)
+
+
 def model_spec_member(spec: str, **kwargs: Any) -> Member:
-    """A member from a CLI/adapter string: a ``.gguf`` path, or a directory / hub id."""
-    kind = "gguf" if Path(spec).suffix == ".gguf" else "pretrained"
-    return cached_member(kind, str(spec), member_name_for(spec), **kwargs)
+    """A member from a CLI/adapter string: a ``.gguf`` file, or a model directory / hub id
+    (checked first by :func:`~specfuse_core.model_specs.resolve_model_spec`)."""
+    kind, source = resolve_model_spec(spec)
+    return cached_member(kind, source, member_name_for(spec), **kwargs)

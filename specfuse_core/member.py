@@ -11,14 +11,16 @@ from __future__ import annotations
 import inspect
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from .errors import ContextWindowExceededError, UnsafeCheckpointError
+from .errors import ContextWindowExceededError, ModelLoadError, ModelNotFoundError, SpecFuseError, UnsafeCheckpointError
+from .model_specs import check_hub_reachable, hub_load_error, resolve_model_spec
 from .kv_cache import common_prefix_length, crop_to, new_cache, splice
 from .messages import Conversation
 from .prompt_format import PlainPromptFormat
@@ -141,10 +143,18 @@ class Member(TextMember):
         context_window: int | None = None,
         **model_kwargs: Any,
     ) -> "Member":
-        """Load a hub id or local directory. Safetensors only, unless ``allow_pickle=True``."""
+        """Load a hub id or local directory. Safetensors only, unless ``allow_pickle=True``.
+
+        The string is checked first (:func:`~specfuse_core.model_specs.resolve_model_spec`): a missing
+        path, a directory without ``config.json`` or an uncached hub id while offline raise
+        :class:`ModelNotFoundError`; a hub id that cannot be downloaded raises it too, in one line."""
+        from huggingface_hub import try_to_load_from_cache
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        path = Path(path_or_id)
+        kind, source = resolve_model_spec(path_or_id)
+        if kind == "gguf":
+            raise ModelNotFoundError(str(path_or_id), "is a GGUF file: load it with Member.from_gguf")
+        path = Path(source)
         if path.is_dir() and not allow_pickle and not any(path.glob("*.safetensors")):
             if any(path.glob("*.bin")) or any(path.glob("*.pt")):
                 raise UnsafeCheckpointError(
@@ -157,8 +167,18 @@ class Member(TextMember):
         kwargs["dtype"] = _resolve_dtype(dtype)
         if device_map is not None:
             kwargs["device_map"] = device_map
-        tokenizer = AutoTokenizer.from_pretrained(path_or_id, trust_remote_code=trust_remote_code)
-        model = AutoModelForCausalLM.from_pretrained(path_or_id, **kwargs)
+        local = path.is_dir()
+        if not local and not isinstance(try_to_load_from_cache(source, "config.json"), str):
+            check_hub_reachable(source)
+        try:
+            # Loading cached weights takes a second or two: no progress bars for that (downloads keep theirs).
+            with _progress_bars(enabled=not local):
+                tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
+                model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
+        except OSError as error:
+            if not local:
+                raise hub_load_error(source, error) from error
+            raise ModelLoadError(f"could not load the model directory {path}: {_first_line(error)}") from error
         if device_map is None and device is not None:
             model = model.to(device)
         return cls(
@@ -181,10 +201,18 @@ class Member(TextMember):
         """Load a GGUF file (dequantised to fp32 once, then cached as safetensors)."""
         from .weights_cache import converted_dir, verify_sha256
 
-        file = Path(file)
+        file = Path(file).expanduser()
+        if not file.is_file():
+            where = "is a directory, not a file" if file.is_dir() else "does not exist"
+            raise ModelNotFoundError(str(file), f"GGUF file {file.absolute()} {where}")
         if sha256 is not None:
             verify_sha256(file, sha256, "pass the digest of the file you meant to load")
-        directory = converted_dir(file, sha256)
+        try:
+            directory = converted_dir(file, sha256)
+        except SpecFuseError:
+            raise
+        except Exception as error:  # a corrupt or unsupported file: one named error, cause chained
+            raise ModelLoadError(f"could not convert the GGUF file {file}: {_first_line(error)}") from error
         return cls.from_pretrained(directory, name=name or file.stem, **kwargs)
 
     def describe(self) -> dict[str, Any]:
@@ -215,6 +243,27 @@ class Member(TextMember):
             elif isinstance(value, (list, tuple)):
                 ids.update(int(v) for v in value)
         return frozenset(ids)
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return f"{type(error).__name__}: {text.splitlines()[0]}" if text else type(error).__name__
+
+
+@contextmanager
+def _progress_bars(enabled: bool) -> Iterator[None]:
+    """transformers' progress bars on or off for one load (process-wide setting, restored after)."""
+    from transformers.utils import logging as hf_logging
+
+    before = hf_logging.is_progress_bar_enabled()
+    if before == enabled:
+        yield
+        return
+    (hf_logging.enable_progress_bar if enabled else hf_logging.disable_progress_bar)()
+    try:
+        yield
+    finally:
+        (hf_logging.enable_progress_bar if before else hf_logging.disable_progress_bar)()
 
 
 def _resolve_dtype(dtype: str | torch.dtype | None) -> Any:
@@ -341,12 +390,8 @@ class LocalSession(MemberSession):
         return Draft(text=text, finished=finished, tokens_drafted=len(record.tokens), mean_logprob=confidence)
 
     def _continuation(self, context: list[int], tokens: list[int]) -> str:
-        """Text of ``tokens`` as it reads after ``context`` (decoding with a few tokens of left context,
-        so tokenizers that strip a leading space at the start of a decode do not lose it)."""
-        anchor = context[-4:]
-        head = self.member.decode(anchor)
-        both = self.member.decode(anchor + tokens)
-        return both[len(head) :] if both.startswith(head) else self.member.decode(tokens)
+        """Text of ``tokens`` as it reads after ``context`` (see :meth:`TokenizerView.continuation`)."""
+        return self.member.tokens.continuation(context, tokens)
 
     def _complete_characters(self, context: list[int], tokens: list[int], finished: bool) -> tuple[str, list[int]]:
         """Hold back tokens that end in the middle of a UTF-8 character (they decode to U+FFFD)."""
@@ -525,7 +570,10 @@ class LocalSession(MemberSession):
         wanted = response[len(own.response) :]
         base = self.prompt_ids + self.response_ids
         for count in range(len(own.kept), -1, -1):
-            if self._continuation(base, own.kept[:count]) == wanted:
+            # strict: tokens that re-read the end of the context (byte-fallback bytes completing or
+            # breaking a character there) do not spell ``wanted`` after it, whatever they read alone;
+            # then the view is re-tokenised from the text instead.
+            if self.member.tokens.continuation(base, own.kept[:count], strict=True) == wanted:
                 return self.response_ids + own.kept[:count]
         return None
 

@@ -11,19 +11,24 @@ ROLES = ("system", "user", "assistant")
 Conversation = list[dict[str, str]]
 
 
-def normalize_conversation(messages: str | Sequence[Any]) -> Conversation:
+def normalize_conversation(messages: str | Sequence[Any], partial: bool = False) -> Conversation:
     """Validate and copy the input. A plain string is one user message.
 
-    Accepts dicts with ``role``/``content`` keys or objects with such attributes.
+    Accepts dicts with ``role``/``content`` keys or objects with such attributes. ``partial=True``
+    checks each message but not the whole (an empty list, or only system messages, pass): for counting
+    the tokens of part of a conversation, as ``trim_messages`` does.
     """
     if isinstance(messages, str):
         _check_unicode(messages, 0)
-        return [{"role": "user", "content": messages}]
+        conversation = [{"role": "user", "content": messages}]
+        if not partial:
+            _check_question(conversation)
+        return conversation
     if messages is None or isinstance(messages, (bytes, Mapping)) or not isinstance(messages, Sequence):
         raise InvalidConversationError(
             f"messages must be a string or a list of {{'role', 'content'}} messages, got {type(messages).__name__}"
         )
-    if len(messages) == 0:
+    if len(messages) == 0 and not partial:
         raise InvalidConversationError("the conversation is empty: pass at least one user message")
     conversation: Conversation = []
     for index, message in enumerate(messages):
@@ -36,9 +41,22 @@ def normalize_conversation(messages: str | Sequence[Any]) -> Conversation:
             )
         _check_unicode(content, index)
         conversation.append({"role": role, "content": content})
-    if all(message["role"] == "system" for message in conversation):
+    if not partial and all(message["role"] == "system" for message in conversation):
         raise InvalidConversationError("the conversation has only system messages: add a user message")
+    if not partial:
+        _check_question(conversation)
     return conversation
+
+
+def _check_question(conversation: Conversation) -> None:
+    """An empty or whitespace-only last user message is a mistake, not a question: members would
+    answer it with a canned greeting. (Empty messages elsewhere in the history are kept.)"""
+    users = [i for i, message in enumerate(conversation) if message["role"] == "user"]
+    if users and not conversation[users[-1]]["content"].strip():
+        raise InvalidConversationError(
+            f"message {users[-1]} (the last user message) is empty or only whitespace, so there is nothing "
+            "to answer: pass the question as its text"
+        )
 
 
 def _check_unicode(content: str, index: int) -> None:

@@ -35,7 +35,7 @@ from .results import (
 )
 from .sampling import TokenChooser
 from .scoring import HedgeWeights, combine, consensus_shares, members_to_exit, normalize_scores, pick_winner
-from .text_align import repetition_share, stop_holdback, stop_position
+from .text_align import end_of_turn_holdback, end_of_turn_position, repetition_share, stop_holdback, stop_position
 
 logger = logging.getLogger(__name__)
 
@@ -77,6 +77,9 @@ class EnsembleRequest:
                 "every member sat this request out: " + "; ".join(self.trace.skipped.values())
             )
         self.counter = next(iter(self.sessions))  # output length is counted in this member's tokens
+        # Plain-format members end their turn with text ("\nUser:"); found on the accepted response, so
+        # also when split across segments (each member's draft only sees its own segment).
+        self.end_texts = tuple(dict.fromkeys(t for n in self.sessions for t in getattr(self.members[n], "end_of_turn_texts", ())))
         self.active: list[str] = list(self.sessions)
         self.quality = {name: 0.0 for name in self.active}
         self.history = last_user_text(conversation)
@@ -210,7 +213,8 @@ class EnsembleRequest:
         if finish is not None:
             self.finish_reason = finish
 
-        visible_end = len(self.response) if finish else len(self.response) - stop_holdback(self.response, config.stop)
+        held = max(stop_holdback(self.response, config.stop), end_of_turn_holdback(self.response, self.end_texts))
+        visible_end = len(self.response) if finish else len(self.response) - held
         text = self.response[self.released : max(self.released, visible_end)]
         self.released += len(text)
         faults, self._round_faults = self._round_faults, []  # this round's (and the first round: start's)
@@ -316,6 +320,11 @@ class EnsembleRequest:
     def _finish_checks(self, chosen: Candidate, response: str) -> tuple[str | None, str]:
         config = self.config
         finish = "stop" if chosen.finished else None
+        if self.end_texts:
+            start = max(0, len(self.response) - max(map(len, self.end_texts)) + 1)
+            cut = end_of_turn_position(response, self.end_texts, start, floor=self.released)
+            if cut is not None:
+                response, finish = response[:cut], "stop"
         if config.stop:
             longest = max(len(s) for s in config.stop)
             cut = stop_position(response, config.stop, start=max(0, len(self.response) - longest + 1))

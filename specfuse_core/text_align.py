@@ -51,6 +51,31 @@ def stop_holdback(text: str, stops: Sequence[str]) -> int:
     return longest
 
 
+def end_of_turn_position(text: str, ends: Sequence[str], start: int = 0, floor: int = 0) -> int | None:
+    """Where a plain-format member's end of turn (``"\\nUser:"``) begins in ``text``, or None.
+
+    The earliest end text at or after ``start`` counts, and the newlines right before it go with it
+    (``"sea.\\n\\nUser:"`` ends at ``"sea."``, as a plain-format draft is cut), but never before
+    ``floor`` (text already released to the caller stays).
+    """
+    found = stop_position(text, ends, start)
+    if found is None:
+        return None
+    while found > floor and text[found - 1] == "\n":
+        found -= 1
+    return found
+
+
+def end_of_turn_holdback(text: str, ends: Sequence[str]) -> int:
+    """Length of the suffix of ``text`` to hold back because it could still become an end of turn
+    (see :func:`end_of_turn_position`): a partial end text and the newlines before it."""
+    held = stop_holdback(text, ends)
+    if held:
+        while held < len(text) and text[-held - 1] == "\n":
+            held += 1
+    return held
+
+
 def word_trigrams(text: str) -> list[tuple[str, ...]]:
     words = text.lower().split()
     return [tuple(words[i : i + 3]) for i in range(len(words) - 2)]

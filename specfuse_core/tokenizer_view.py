@@ -66,6 +66,22 @@ class TokenizerView:
         with self._lock:
             return self.tokenizer.decode(list(ids), skip_special_tokens=True, clean_up_tokenization_spaces=False)
 
+    def continuation(self, context: Sequence[int], tokens: Sequence[int], strict: bool = False) -> str | None:
+        """Text of ``tokens`` as it reads after ``context``, decoded with a few tokens of left context so
+        tokenizers that strip a leading space at the start of a decode do not lose it.
+
+        Byte-fallback tokens (Gemma's ``<0xA0>``) can change how the end of the context decodes: a
+        lone continuation byte after a complete ``C2 A0`` makes the decoder replace the whole byte run,
+        no-break space included, with U+FFFD. Then no text *follows* the context. ``strict=True``
+        returns None in that case; otherwise the tokens are decoded on their own.
+        """
+        anchor = list(context[-4:])
+        head = self.decode(anchor)
+        both = self.decode(anchor + list(tokens))
+        if both.startswith(head):
+            return both[len(head) :]
+        return None if strict else self.decode(tokens)
+
     def render(self, conversation: Conversation) -> str:
         return render_prompt(self.tokenizer, conversation, self.plain_prompt)
 
@@ -145,6 +161,13 @@ class TextMember:
 
     def render(self, conversation: Conversation) -> str:
         return self.tokens.render(conversation)
+
+    @property
+    def end_of_turn_texts(self) -> tuple[str, ...]:
+        """Texts that end this member's turn (plain format: ``"\\nUser:"``, ``"\\nSystem:"``; chat
+        members end with a token instead). The engine ends the request where the accepted response
+        spells one, also across segments."""
+        return self.tokens.stop_strings
 
     def prompt_ids(self, conversation: Conversation) -> list[int]:
         """The rendered prompt's tokens; message text cannot forge the template's control tokens."""

@@ -125,7 +125,7 @@ def run_eval_command(args: argparse.Namespace, err, argv: Sequence[str] | None =
     """Run the harness; 0 when done, 130 when interrupted (the partial report is written), 2 on bad input."""
     from ..config import EnsembleConfig
     from ..engine import SpecFuse
-    from ..loading import load_preset_members, model_spec_member
+    from ..loading import check_model_specs, load_preset_members, model_spec_member
     from .datasets import load_dataset
     from .runner import EvalSettings, run_evaluation
 
@@ -133,11 +133,14 @@ def run_eval_command(args: argparse.Namespace, err, argv: Sequence[str] | None =
     try:
         if args.limit is not None and args.limit < 1:
             raise ValueError("--limit must be at least 1")
+        if args.max_tokens < 1:  # before any model loads
+            raise ValueError("--max-tokens must be at least 1")
         overrides = parse_overrides(args.set)
         variants = parse_variants(args.variant)
         if args.jobs < 1:
             raise ValueError("--jobs must be at least 1")
         shard = _parse_shard(args.shard) if args.shard else None
+        check_model_specs(args.model)  # a wrong --model fails before data and models load
         items = load_dataset(args.dataset, args.data_dir, args.limit, args.checker)
         if args.dataset == "ifeval":
             from .ifeval import scorer_registry
@@ -160,8 +163,10 @@ def run_eval_command(args: argparse.Namespace, err, argv: Sequence[str] | None =
     except KeyboardInterrupt:
         err.print("interrupted before any item ran", markup=False)
         return 130
-    except (SpecFuseError, ValueError) as error:
-        err.print(f"[bold red]error:[/] {error}", markup=True)
+    except (SpecFuseError, ValueError, OSError) as error:  # OSError: e.g. an --out folder that cannot be written
+        from ..cli import print_error
+
+        print_error(err, error, {"max_new_tokens": "--max-tokens", "max_tokens": "--max-tokens", "seed": "--seed"})
         return 2
     state = "interrupted; partial report" if outcome.interrupted else "done"
     err.print(f"{state}: {outcome.ran} answers this run, {outcome.skipped} resumed; report in {args.out}", markup=False)

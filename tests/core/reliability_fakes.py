@@ -35,8 +35,10 @@ class ScriptedMember:
         finish: bool = True,
         prefer: Callable[[str], float] | None = None,
         context_window: int = 1_000_000,
+        end_of_turn_texts: Sequence[str] = (),
     ) -> None:
         self.name = name
+        self.end_of_turn_texts = tuple(end_of_turn_texts)  # like a plain-format member's "\nUser:"
         self.segments = list(segments)
         self.finish = finish
         self.prefer = prefer or (lambda text: 0.0)

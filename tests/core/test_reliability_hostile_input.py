@@ -129,8 +129,16 @@ CASES = [
         InvalidConversationError,
         "message 1 .*surrogate",
     ),
-    Case("empty-content", stream(""), output()),
-    Case("whitespace-only", stream("   \n\t  "), output()),
+    # an empty question is a mistake, not a prompt (issue 13: the members answered a canned greeting)
+    Case("empty-content", stream(""), InvalidConversationError, "message 0 .*empty or only whitespace"),
+    Case("whitespace-only", stream("   \n\t  "), InvalidConversationError, "message 0 .*nothing to answer"),
+    Case(
+        "empty-last-user-message-after-history",
+        stream(NORMAL + [{"role": "assistant", "content": "Red."}, {"role": "user", "content": " "}]),
+        InvalidConversationError,
+        "message 2 \\(the last user message\\)",
+    ),
+    Case("empty-earlier-message-is-kept", stream([{"role": "assistant", "content": ""}] + NORMAL), output()),
     Case("control-characters", stream("\x00\x01\x07\x1b[31mred\x1b[0m\r\n\u202eevil\u200b\ufeff"), output()),
     Case("very-long-word-no-whitespace", stream("Pneumonoultramicroscopic" * 60), output()),
     Case("cjk-and-emoji", stream("请用中文回答：日本語は？🇫🇷👨‍👩‍👧‍👦 e\u0301 🙂"), output()),

@@ -83,3 +83,14 @@ def test_unknown_checker_and_missing_custom_file(tmp_path):
         load_dataset(str(path), checker="fuzzy")
     with pytest.raises(DatasetNotFoundError):
         load_dataset(str(tmp_path / "nope.jsonl"))
+
+
+def test_the_tests_read_the_public_sets_from_the_repository(data_dir):
+    """Issue 13 item 11: the tests needed ../shared/data beside the checkout."""
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[2]
+    assert data_dir.resolve().is_relative_to(repo)
+    assert (data_dir / "README.md").read_text().count("license") >= 1
+    assert len(load_dataset("gsm8k", data_dir)) == 5
+    assert [i.id for i in load_dataset("ifeval", data_dir)][:2] == ["ifeval-1000", "ifeval-1001"]

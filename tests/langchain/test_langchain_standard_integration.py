@@ -1,8 +1,9 @@
 """LangChain standard integration tests for ChatSpecFuse on the real tiny preset (offline, CPU).
 
-No tool calling, structured output, JSON mode or multimodal input: the standard suite skips those
-tests because ChatSpecFuse does not override ``bind_tools``/``with_structured_output`` and declares no
-other capability. A per-call ``model=`` override is refused (one instance is one ensemble).
+No tool calling, structured output, JSON mode or multimodal input: ``has_tool_calling`` and
+``has_structured_output`` are False, so the standard suite skips those tests (``bind_tools`` and
+``with_structured_output`` only raise ``UnsupportedFeatureError`` saying why). A per-call ``model=``
+override is refused (one instance is one ensemble).
 """
 
 import pytest
@@ -18,6 +19,15 @@ class TestChatSpecFuseStandardIntegration(ChatModelIntegrationTests):
     @property
     def chat_model_class(self) -> type[BaseChatModel]:
         return ChatSpecFuse
+
+    # bind_tools/with_structured_output exist only to say why they are not offered
+    @property
+    def has_tool_calling(self) -> bool:
+        return False
+
+    @property
+    def has_structured_output(self) -> bool:
+        return False
 
     @property
     def chat_model_params(self) -> dict:

@@ -16,6 +16,15 @@ class TestChatSpecFuseStandardUnit(ChatModelUnitTests):
     def chat_model_class(self) -> type[BaseChatModel]:
         return ChatSpecFuse
 
+    # bind_tools/with_structured_output exist only to say why they are not offered
+    @property
+    def has_tool_calling(self) -> bool:
+        return False
+
+    @property
+    def has_structured_output(self) -> bool:
+        return False
+
     @property
     def chat_model_params(self) -> dict:
         return {"preset": "tiny"}

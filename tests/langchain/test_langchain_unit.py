@@ -23,8 +23,11 @@ def test_construction_is_lazy_and_defaults_to_the_tiny_preset() -> None:
     assert model.model_name == "specfuse:tiny"
 
 
-def test_explicit_models_name_the_members_like_the_core_loader() -> None:
-    model = ChatSpecFuse(models=["/models/SmolLM2-135M.Q4_1.gguf", "/models/qwen2.5-0.5b/"])
+def test_explicit_models_name_the_members_like_the_core_loader(tmp_path) -> None:
+    (tmp_path / "SmolLM2-135M.Q4_1.gguf").write_bytes(b"GGUF")  # the files must exist (checked), nothing loads
+    (tmp_path / "qwen2.5-0.5b").mkdir()
+    (tmp_path / "qwen2.5-0.5b" / "config.json").write_text("{}")
+    model = ChatSpecFuse(models=[str(tmp_path / "SmolLM2-135M.Q4_1.gguf"), str(tmp_path / "qwen2.5-0.5b") + "/"])
     assert model.member_names == ["SmolLM2-135M.Q4_1", "qwen2.5-0.5b"]
     assert model.model_name == "specfuse:SmolLM2-135M.Q4_1+qwen2.5-0.5b"
     assert model._ensemble is None
@@ -162,3 +165,79 @@ def test_timeout_is_the_per_request_time_limit() -> None:
     assert model._config(None, timeout=0.5)["timeout_s"] == 0.5
     with pytest.raises(ValueError, match="timeout_s"):
         ChatSpecFuse(timeout=-1)
+
+
+class _CharMember:
+    """One character per token; its prompt wraps each message in a role tag (a stand-in chat template)."""
+
+    name = "chars"
+    context_window = 4096
+    device = "cpu"
+
+    def encode(self, text: str) -> list[int]:
+        return [ord(c) for c in text]
+
+    def prompt_ids(self, conversation: list[dict[str, str]]) -> list[int]:
+        return self.encode("".join(f"<{m['role']}>{m['content']}" for m in conversation) + "<assistant>")
+
+
+def _counting_model() -> ChatSpecFuse:
+    from specfuse_core import SpecFuse
+
+    model = ChatSpecFuse()
+    model._ensemble = SpecFuse([_CharMember()])  # the counting member's tokenizer, without weights
+    return model
+
+
+def test_token_counts_use_the_ensembles_tokenizer_not_gpt2() -> None:
+    """Issue 13: LangChain's GPT-2 fallback counted 0 tokens offline, so trim_messages kept everything."""
+    model = _counting_model()
+    assert model.get_token_ids("hi there") == [ord(c) for c in "hi there"]
+    assert model.get_num_tokens("hi there") == 8
+    messages = [SystemMessage("sys"), HumanMessage("hello"), AIMessage("yo")]
+    assert model.get_num_tokens_from_messages(messages) == len("<system>sys<user>hello<assistant>yo<assistant>")
+    assert model.get_num_tokens_from_messages([]) == 0
+    with pytest.warns(UserWarning, match="no tool calling"):
+        model.get_num_tokens_from_messages(messages, tools=[{"name": "f"}])
+    custom = ChatSpecFuse(custom_get_token_ids=lambda text: [0, 1])
+    assert custom.get_num_tokens("anything") == 2  # a user-supplied counter still wins, without loading
+
+
+def test_trim_messages_with_the_model_as_counter_trims() -> None:
+    from langchain_core.messages import trim_messages
+
+    model = _counting_model()
+    history = [SystemMessage("Be brief.")] + [
+        message for i in range(10) for message in (HumanMessage(f"question {i}"), AIMessage(f"answer {i}"))
+    ] + [HumanMessage("last question")]
+    kept = trim_messages(history, max_tokens=100, token_counter=model, strategy="last", include_system=True, start_on="human")
+    assert kept[0] == history[0] and kept[-1] == history[-1]
+    assert len(kept) < len(history)
+    assert model.get_num_tokens_from_messages(kept) <= 100
+
+
+@pytest.mark.parametrize("prompt", ["", "  \n", [HumanMessage("")]])
+def test_an_empty_question_is_refused(prompt) -> None:
+    """Issue 13 item 4: an empty prompt was answered with a canned greeting."""
+    from specfuse_core import InvalidConversationError
+
+    with pytest.raises(InvalidConversationError, match="empty or only whitespace"):
+        _counting_model().invoke(prompt)
+
+
+def test_tools_and_structured_output_fail_at_once_saying_why() -> None:
+    """Issue 13 item 6: bind_tools raised a bare NotImplementedError()."""
+    from pydantic import BaseModel
+
+    from specfuse_core import UnsupportedFeatureError
+
+    class Answer(BaseModel):
+        text: str
+
+    model = ChatSpecFuse()
+    with pytest.raises(UnsupportedFeatureError, match="no tool calling .*tool-calling chat model") as info:
+        model.bind_tools([Answer])
+    assert isinstance(info.value, NotImplementedError)
+    with pytest.raises(UnsupportedFeatureError, match="no structured output or JSON mode .*JsonOutputParser"):
+        model.with_structured_output(Answer)
+    assert model._ensemble is None  # nothing was loaded to learn it

@@ -94,8 +94,11 @@ def test_bad_settings_fail_at_construction(kwargs, error):
         SpecFuseLLM(**kwargs)
 
 
-def test_model_name_of_explicit_models():
-    llm = SpecFuseLLM(models=["/models/Qwen2.5-0.5B-Instruct", "/models/smol.Q4_1.gguf"], context_window=2048)
+def test_model_name_of_explicit_models(tmp_path):
+    (tmp_path / "Qwen2.5-0.5B-Instruct").mkdir()
+    (tmp_path / "Qwen2.5-0.5B-Instruct" / "config.json").write_text("{}")
+    (tmp_path / "smol.Q4_1.gguf").write_bytes(b"GGUF")  # the files must exist (checked), nothing loads
+    llm = SpecFuseLLM(models=[str(tmp_path / "Qwen2.5-0.5B-Instruct"), str(tmp_path / "smol.Q4_1.gguf")], context_window=2048)
     assert llm.model_name == "specfuse[Qwen2.5-0.5B-Instruct,smol.Q4_1]"
     assert llm.metadata.model_name == llm.model_name
 
@@ -116,6 +119,32 @@ def test_settings_llm_accepts_it():
         assert Settings.llm is llm
     finally:
         Settings._llm = previous
+
+
+def test_tokenizer_counts_in_the_ensembles_tokens():
+    """Issue 13: LlamaIndex counted with tiktoken; ``llm.tokenizer`` counts with the counting member."""
+    from llama_index.core.callbacks import TokenCountingHandler
+    from llama_index.core.utilities.token_counting import TokenCounter
+
+    llm, _ = fake_llm()  # scripted members: one character = one token
+    assert llm.tokenizer("héllo 👍") == [ord(c) for c in "héllo 👍"]
+    assert llm.count_tokens("abc") == 3
+    import llama_index.core
+
+    previous = llama_index.core.global_tokenizer
+    try:
+        Settings.tokenizer = llm.tokenizer
+        assert TokenCounter().get_string_tokens("twelve chars") == 12  # LlamaIndex's own counter uses it
+    finally:
+        llama_index.core.global_tokenizer = previous
+    handler = TokenCountingHandler(tokenizer=llm.tokenizer)
+    assert handler.tokenizer("abcd") == [97, 98, 99, 100]
+
+
+def test_tokenizer_does_not_load_until_called():
+    llm = SpecFuseLLM(preset="tiny")
+    tokenizer = llm.tokenizer
+    assert callable(tokenizer) and not llm.is_loaded
 
 
 # ---------------------------------------------------------------------- metadata
@@ -324,8 +353,10 @@ def test_stop_sequences_cut_the_output_and_never_stream(where):
         [],
         [system("only a system message")],
         [ChatMessage(role=MessageRole.USER, blocks=[ImageBlock(url="http://example.invalid/cat.png")])],
+        [ChatMessage(role="user", content=None)],  # issue 13: answered a greeting silently
+        [system("Be brief."), ChatMessage(role="user", content="  \n")],
     ],
-    ids=["empty", "system-only", "image"],
+    ids=["empty", "system-only", "image", "content-none", "whitespace-question"],
 )
 @pytest.mark.parametrize("method", ["chat", "stream_chat"])
 def test_bad_conversations_raise_value_errors_at_call_time(messages, method):
@@ -381,3 +412,34 @@ async def test_leaving_an_async_stream_early_frees_the_request():
             break
         await asyncio.sleep(0.01)
     assert all(m.closed >= 1 for m in members)
+
+
+@pytest.mark.parametrize("content, message", [(None, "message 1 has no content"), ("", "message 1 .*empty or only whitespace")])
+def test_none_or_empty_content_is_named(content, message):
+    llm, _ = fake_llm()
+    with pytest.raises(InvalidConversationError, match=message):
+        llm.chat([system("Be brief."), ChatMessage(role="user", content=content)])
+    with pytest.raises(InvalidConversationError, match="empty or only whitespace"):
+        llm.complete("   ")
+
+
+async def test_structured_prediction_fails_at_once_saying_why():
+    """Issue 13 item 6: structured_predict generated for 100 s, then failed with 'Invalid JSON: EOF'."""
+    from pydantic import BaseModel
+
+    from specfuse_core import UnsupportedFeatureError
+
+    class Answer(BaseModel):
+        text: str
+
+    llm, members = fake_llm()
+    prompt = PromptTemplate("Answer {question}")
+    for call in (llm.structured_predict, llm.stream_structured_predict):
+        with pytest.raises(UnsupportedFeatureError, match="no structured output .*PydanticOutputParser"):
+            call(Answer, prompt, question="what?")
+    for acall in (llm.astructured_predict, llm.astream_structured_predict):
+        with pytest.raises(UnsupportedFeatureError, match="no structured output"):
+            await acall(Answer, prompt, question="what?")
+    with pytest.raises(UnsupportedFeatureError):
+        llm.as_structured_llm(Answer)
+    assert all(m.conversations == [] for m in members)  # no request was started
