@@ -23,6 +23,7 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preset", default=None, help="packaged ensemble (default: tiny, unless --model is given)")
     parser.add_argument("--model", action="append", default=[], metavar="PATH_OR_ID", help="a member: .gguf file, directory or hub id (repeatable)")
     parser.add_argument("--limit", type=int, default=None, help="first N items")
+    parser.add_argument("--category", default=None, help="only items of this category (the dev set: facts, arithmetic, instructions)")
     parser.add_argument("--max-tokens", type=int, default=256, help="max new tokens per answer")
     parser.add_argument("--seed", type=int, default=None, help="seed for sampled drafts (greedy by default)")
     parser.add_argument("--modes", default="all", help="comma-separated: all, members, a member name, ensemble, ensemble_exit, ensemble_hedge")
@@ -141,7 +142,11 @@ def run_eval_command(args: argparse.Namespace, err, argv: Sequence[str] | None =
             raise ValueError("--jobs must be at least 1")
         shard = _parse_shard(args.shard) if args.shard else None
         check_model_specs(args.model)  # a wrong --model fails before data and models load
-        items = load_dataset(args.dataset, args.data_dir, args.limit, args.checker)
+        items = load_dataset(args.dataset, args.data_dir, None if args.category else args.limit, args.checker)
+        if args.category:
+            items = [item for item in items if item.category == args.category][: args.limit]
+            if not items:
+                raise ValueError(f"no item of category {args.category!r} in {args.dataset}")
         if args.dataset == "ifeval":
             from .ifeval import scorer_registry
 
