@@ -38,6 +38,11 @@ class Calibration(BaseModel):
     roles: dict[str, Literal["both", "draft", "verify"]] = Field(default_factory=dict)
     lead_member: str | None = None
     gate_threshold: float | None = Field(None, description="confidence gating threshold chosen on the dev set (None: no gating)")
+    settings: dict[str, Any] = Field(
+        default_factory=dict,
+        description="other EnsembleConfig fields evaluated with this calibration (e.g. end_of_turn_scoring); each applies "
+        "where a request leaves that field at the library default",
+    )
     accuracy: dict[str, float] = Field(default_factory=dict, description="each member's accuracy alone on the set")
     items: int = Field(0, description="labelled items the accuracies come from")
     dataset: str = ""
@@ -54,8 +59,12 @@ class Calibration(BaseModel):
         return fields
 
     def apply(self, config: EnsembleConfig) -> EnsembleConfig:
-        """``config`` with this calibration's weights, roles and lead (validated)."""
-        return config.with_overrides(**self.config_fields())
+        """``config`` with this calibration: trust settings where the config leaves them empty, other
+        settings where it leaves them at the library default (validated)."""
+        fill = {k: v for k, v in self.config_fields().items() if not getattr(config, k)}
+        defaults = EnsembleConfig()
+        fill.update({k: v for k, v in self.settings.items() if getattr(config, k) == getattr(defaults, k)})
+        return config.with_overrides(**fill)
 
     def save(self, path: str | Path) -> Path:
         path = Path(path)
@@ -68,7 +77,7 @@ class Calibration(BaseModel):
         path = Path(path)
         try:
             calibration = cls.model_validate(json.loads(path.read_text(encoding="utf-8")))
-            EnsembleConfig(**calibration.config_fields())  # weights > 0, known roles: the config's own rules
+            EnsembleConfig(**calibration.config_fields(), **calibration.settings)  # the config's own rules
             return calibration
         except FileNotFoundError:
             raise CalibrationFileError(f"calibration file {path} does not exist; make one with `specfuse calibrate`") from None

@@ -84,8 +84,7 @@ class SpecFuse:
     def _calibrated(self, config: EnsembleConfig) -> EnsembleConfig:
         """``config`` with the calibration's trust settings where it leaves them unset, checked against the members."""
         if self.calibration is not None:
-            fill = {k: v for k, v in self.calibration.config_fields().items() if not getattr(config, k)}
-            config = config.with_overrides(**fill)
+            config = self.calibration.apply(config)
         check_member_names(config, self.member_names)
         return config
 

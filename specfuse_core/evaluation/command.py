@@ -193,6 +193,7 @@ def add_calibrate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sharpness", type=float, default=5.0, help="weight = exp(sharpness * (accuracy - best accuracy))")
     parser.add_argument("--verify-only-below", type=float, default=0.5, help="members below this share of the best accuracy only verify")
     parser.add_argument("--gate-threshold", type=float, default=None, help="record a confidence-gating threshold (mean log-prob of the lead's segment) in the file")
+    parser.add_argument("--setting", action="append", default=[], metavar="FIELD=VALUE", help="record another EnsembleConfig setting evaluated with this calibration (repeatable)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -239,9 +240,11 @@ def run_calibrate_command(args: argparse.Namespace, err, argv: Sequence[str] | N
             work = args.from_run
         accuracy, items, dataset = member_accuracy(work, data_dir=args.data_dir)
         calibration = fit_calibration(accuracy, items, dataset, args.sharpness, args.verify_only_below)
+        extra = {"settings": parse_overrides(args.setting)}
         if args.gate_threshold is not None:
-            calibration = calibration.model_copy(update={"gate_threshold": args.gate_threshold})
-            calibration.apply(EnsembleConfig())  # validated like any config
+            extra["gate_threshold"] = args.gate_threshold
+        calibration = calibration.model_copy(update=extra)
+        calibration.apply(EnsembleConfig())  # validated like any config
         calibration.save(args.out)
     except (SpecFuseError, ValueError) as error:
         err.print(f"[bold red]error:[/] {error}", markup=True)

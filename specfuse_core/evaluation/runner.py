@@ -188,7 +188,7 @@ def run_evaluation(
     processes sharing ``out``; see ``specfuse eval --jobs``)."""
     out.mkdir(parents=True, exist_ok=True)
     selected = select_modes(ensemble, modes, settings.variants)
-    calibration = ensemble.calibration.config_fields() if ensemble.calibration is not None else None
+    calibration = {**ensemble.calibration.config_fields(), **ensemble.calibration.settings} if ensemble.calibration is not None else None
     settings = settings.model_copy(update={"members": ensemble.member_names, "calibration": calibration})
     _check_settings(out, settings)
     results_path = out / RESULTS_FILE

@@ -87,3 +87,11 @@ def test_bad_calibration_files_fail_with_a_named_error(tmp_path, content):
 def test_config_rejects_bad_trust_settings(fields):
     with pytest.raises(ValidationError):
         EnsembleConfig(**fields)
+
+
+def test_calibration_settings_apply_only_where_the_config_keeps_the_library_default():
+    calibration = Calibration(member_weights={"a": 1.0}, settings={"end_of_turn_scoring": "text_only", "repetition_penalty": 0.5})
+    config = calibration.apply(EnsembleConfig(repetition_penalty=0.2))
+    assert config.end_of_turn_scoring == "text_only"  # left at the default: the calibration's value
+    assert config.repetition_penalty == 0.2  # chosen by the caller: kept
+    assert calibration.apply(EnsembleConfig(member_weights={"a": 3.0})).member_weights == {"a": 3.0}

@@ -44,11 +44,11 @@ def test_compare_refuses_clashing_modes(tmp_path, capsys):
 def test_calibrate_from_run_writes_a_loadable_file(tmp_path):
     run = _run(tmp_path / "members", {"a": {"fact-00": True, "fact-01": True, "fact-02": True}, "b": {"fact-00": False, "fact-01": False, "fact-02": True}})
     out = tmp_path / "cal.json"
-    assert main(["calibrate", "--from-run", str(run), "--gate-threshold", "-0.4", "--out", str(out)]) == 0
+    assert main(["calibrate", "--from-run", str(run), "--gate-threshold", "-0.4", "--setting", "end_of_turn_scoring=text_only", "--out", str(out)]) == 0
     calibration = Calibration.load(out)
     assert calibration.lead_member == "a" and calibration.items == 3
     assert calibration.accuracy == {"a": 1.0, "b": 1 / 3} and calibration.roles == {"b": "verify"}  # 1/3 < half of 1.0
-    assert calibration.gate_threshold == -0.4
+    assert calibration.gate_threshold == -0.4 and calibration.settings == {"end_of_turn_scoring": "text_only"}
 
 
 def test_calibrate_from_a_folder_that_is_not_a_run(tmp_path, capsys):
