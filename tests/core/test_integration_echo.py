@@ -22,3 +22,5 @@ def test_the_base_models_echo_is_not_the_answer(tiny_ensemble):
     assert tiny_ensemble.calibration is not None
     assert not copies_prompt(answer.text, QUESTION), answer.text
     assert "60" in answer.text, answer.text
+    assert answer.usage.members["gemma3-270m"].drafted_tokens == 0  # the shipped calibration: the base model only verifies
+    assert any(r.gated for r in answer.trace.rounds)  # and the lead answers alone where it is sure

@@ -30,8 +30,14 @@ def test_greedy_is_deterministic_and_ends_its_turn(tiny_ensemble):
     assert first.usage.completion_tokens < 40
 
 
-def test_candidates_from_different_tokenizers_are_scored_by_everyone(tiny_ensemble):
-    result = tiny_ensemble.generate(LIST, max_new_tokens=30)
+@pytest.fixture(scope="module")
+def full_vote(tiny_ensemble):
+    """The preset's members without its calibration: every member drafts and votes every round."""
+    return SpecFuse(tiny_ensemble.members, calibration=None)
+
+
+def test_candidates_from_different_tokenizers_are_scored_by_everyone(full_vote):
+    result = full_vote.generate(LIST, max_new_tokens=30)
     scored = [r for r in result.trace.rounds if r.verifiers]
     assert scored, "every round was unanimous"
     for r in scored:
@@ -68,10 +74,10 @@ def test_unicode_survives_segment_cuts(tiny_ensemble):
     text.encode("utf-8")  # well-formed (no lone surrogates)
 
 
-def test_model_exit_reduces_forward_calls(tiny_ensemble):
+def test_model_exit_reduces_forward_calls(full_vote):
     config = dict(max_new_tokens=40, max_rounds=6)
-    off = tiny_ensemble.generate(LIST, **config)
-    on = tiny_ensemble.generate(LIST, **config, model_exit=True, exit_warmup_rounds=2, exit_temperature=0.25)
+    off = full_vote.generate(LIST, **config)
+    on = full_vote.generate(LIST, **config, model_exit=True, exit_warmup_rounds=2, exit_temperature=0.25)
     assert on.trace.exited
     per_round = lambda r: r.usage.forward_calls / len(r.trace.rounds)  # noqa: E731
     assert per_round(on) < 0.8 * per_round(off)
