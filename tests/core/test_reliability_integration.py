@@ -1,12 +1,14 @@
 """Reliability on the real tiny preset (three real models): concurrency and fault injection.
 
-Short prompts and 12-token answers keep this to a few minutes on a CPU.
+Short prompts and 8-token answers (two rounds of 4-token segments) keep this cheap on a CPU. The scale
+(8 threads, 8 astream consumers, many requests) is tested on random-weight members in
+test_reliability_concurrency.py / test_reliability_faults.py; here each property runs once per case on
+the real models (different architectures and tokenizers), which is what these tests add.
 """
 
 from __future__ import annotations
 
 import asyncio
-import random
 import threading
 
 import pytest
@@ -32,17 +34,22 @@ def _key(result):
     return result.text, result.finish_reason, [r.winner_member for r in result.trace.rounds]
 
 
-def test_eight_concurrent_requests_match_their_sequential_results(tiny_ensemble):
-    """Four threads and four astream consumers at once on one ensemble: each gets what it gets alone."""
-    prompts = LONG_ANSWERS[:4]
-    expected = [_key(tiny_ensemble.generate(p, max_new_tokens=12)) for p in prompts]
+SHORT = dict(max_new_tokens=8, segment_tokens=4)  # two rounds: requests really interleave
+
+
+def test_concurrent_threads_and_astream_consumers_match_their_sequential_results(tiny_ensemble):
+    """Two threads and two astream consumers at once on one ensemble (four requests interleaving round
+    by round): each gets what it gets alone."""
+    prompts = LONG_ANSWERS[:2]
+    expected = [_key(tiny_ensemble.generate(p, **SHORT)) for p in prompts]
+    assert all(len(k[2]) >= 2 for k in expected), "every request must take at least two rounds"
     from_threads: list = [None] * len(prompts)
 
     def work(i: int) -> None:
-        from_threads[i] = _key(tiny_ensemble.generate(prompts[i], max_new_tokens=12))
+        from_threads[i] = _key(tiny_ensemble.generate(prompts[i], **SHORT))
 
     async def consume(i: int):
-        stream = tiny_ensemble.astream(prompts[i], max_new_tokens=12)
+        stream = tiny_ensemble.astream(prompts[i], **SHORT)
         texts = [event.text async for event in stream]
         result = stream.result()
         assert "".join(texts) == result.text
@@ -62,16 +69,16 @@ def test_eight_concurrent_requests_match_their_sequential_results(tiny_ensemble)
     assert from_tasks == expected
 
 
-def test_a_member_failing_at_a_random_round_never_breaks_a_request(tiny_ensemble):
-    """20 requests; in each, one of the three members (seeded choice) raises at its 1st-3rd call
-    (a draft, score or accept of round 1 or 2). Every request completes with well-formed output and
-    reports the fault."""
-    rng = random.Random(20261125)
+def test_a_member_failing_at_any_point_never_breaks_a_request(tiny_ensemble):
+    """Each of the three members in turn raises at its 1st, 2nd or 3rd call (the draft, score or accept
+    of round 1, or the draft of round 2 when round 1 needed no scoring): 9 requests. Every request
+    completes with well-formed output and reports the fault. (This used to draw 20 random cases of the
+    same 9, 12-token answers: 460 s under load; the random-weight fault tests cover each phase and
+    position exhaustively.)"""
     members = tiny_ensemble.members
-    config = EnsembleConfig(max_new_tokens=12, segment_tokens=6)
+    config = EnsembleConfig(**SHORT)
     phases = set()
-    for k in range(20):
-        victim, fail_at = rng.randrange(len(members)), rng.randint(1, 3)
+    for k, (victim, fail_at) in enumerate((v, f) for v in range(len(members)) for f in (1, 2, 3)):
         wrapped = WrappedMember(members[victim], fail_at=fail_at)
         ensemble = SpecFuse([wrapped if i == victim else m for i, m in enumerate(members)], config)
         stream = ensemble.stream(LONG_ANSWERS[k % len(LONG_ANSWERS)])
@@ -95,6 +102,6 @@ def test_a_member_failing_at_a_random_round_never_breaks_a_request(tiny_ensemble
         assert all(wrapped.name not in r.active_members for r in result.trace.rounds if r.round > fault.round), case
         assert session.closed and kv_length(session) == 0, case
         phases.add(fault.phase)
-    assert len(phases) >= 2  # faults landed in different phases
+    assert phases == {"draft", "score", "accept"}  # faults landed in every phase
     # and the shared members are untouched: the plain ensemble answers as before
-    assert tiny_ensemble.generate(LONG_ANSWERS[0], max_new_tokens=12).trace.faults == []
+    assert tiny_ensemble.generate(LONG_ANSWERS[0], **SHORT).trace.faults == []
