@@ -120,10 +120,11 @@ def test_one_member_equals_plain_greedy_decoding(tiny_ensemble):
     assert ours == plain
 
 
-def test_a_plain_members_end_of_turn_split_across_segments_ends_the_answer(tiny_ensemble):
+def test_a_plain_members_end_of_turn_split_across_segments_ends_the_answer(full_vote):
     """Issue 13: Gemma (plain format) won "...sea.\\n\\n" and then "User:Write a short line"; the split
-    "\\nUser:" was never detected and a fake user turn ended the answer."""
-    stream = tiny_ensemble.stream("Write a short line about the sea.", max_new_tokens=16, temperature=0.8, seed=7)
+    "\\nUser:" was never detected and a fake user turn ended the answer. (Without the preset's
+    calibration, where Gemma drafts: the calibrated preset makes it verify-only.)"""
+    stream = full_vote.stream("Write a short line about the sea.", max_new_tokens=16, temperature=0.8, seed=7)
     events = list(stream)
     result = stream.result()
     assert "User:" not in result.text and not result.text.endswith("\n")
