@@ -37,6 +37,7 @@ def _key(result):
 SHORT = dict(max_new_tokens=8, segment_tokens=4)  # two rounds: requests really interleave
 
 
+@pytest.mark.slow
 def test_concurrent_threads_and_astream_consumers_match_their_sequential_results(tiny_ensemble):
     """Two threads and two astream consumers at once on one ensemble (four requests interleaving round
     by round): each gets what it gets alone."""
@@ -69,6 +70,7 @@ def test_concurrent_threads_and_astream_consumers_match_their_sequential_results
     assert from_tasks == expected
 
 
+@pytest.mark.slow
 def test_a_member_failing_at_any_point_never_breaks_a_request(tiny_ensemble):
     """Each of the three members in turn raises at its 1st, 2nd or 3rd call (the draft, score or accept
     of round 1, or the draft of round 2 when round 1 needed no scoring): 9 requests. Every request
