@@ -111,6 +111,14 @@ class SpecFuseLLM(LLM):
     persist_weights: bool = Field(default=_default("persist_weights"), description=_describe("persist_weights"))
     exclude_self_vote: bool = Field(default=_default("exclude_self_vote"), description=_describe("exclude_self_vote"))
     repetition_penalty: float = Field(default=_default("repetition_penalty"), ge=0.0, description=_describe("repetition_penalty"))
+    end_of_turn_scoring: Literal["token", "text_only"] = Field(default=_default("end_of_turn_scoring"), description=_describe("end_of_turn_scoring"))
+    consensus_weight: float = Field(default=_default("consensus_weight"), ge=0.0, description=_describe("consensus_weight"))
+
+    # -- whom to trust (a calibration fills those left empty)
+    member_weights: Dict[str, float] = Field(default_factory=dict, description=_describe("member_weights"))
+    roles: Dict[str, Literal["both", "draft", "verify"]] = Field(default_factory=dict, description=_describe("roles"))
+    gate_threshold: Optional[float] = Field(default=_default("gate_threshold"), description=_describe("gate_threshold"))
+    lead_member: Optional[str] = Field(default=_default("lead_member"), description=_describe("lead_member"))
 
     # -- model exit
     model_exit: bool = Field(default=_default("model_exit"), description="Let persistently weak members leave a request early.")

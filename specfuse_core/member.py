@@ -41,7 +41,8 @@ class Candidate:
 @dataclass(frozen=True)
 class Draft(Candidate):
     tokens_drafted: int = 0
-    mean_logprob: float | None = None  # the drafter's own confidence in its segment (None: unknown)
+    # the drafter's own confidence in its segment (None: unknown); not part of what is proposed
+    mean_logprob: float | None = field(default=None, compare=False)
 
 
 @dataclass
