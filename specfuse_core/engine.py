@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
 
 from .config import EnsembleConfig
 from .errors import DuplicateMemberError
+from .fair_lock import FairLock
 from .member import Member
 from .messages import normalize_conversation
 from .results import GenerationResult, SegmentEvent
@@ -34,7 +34,7 @@ class SpecFuse:
             raise DuplicateMemberError(f"member names must be unique; repeated: {', '.join(duplicates)}")
         self.members = members
         self.config = config or EnsembleConfig()
-        self._compute = threading.Lock()
+        self._compute = FairLock()  # rounds of concurrent requests take turns in arrival order
         self._weights = HedgeWeights(names, self.config.hedge_learning_rate)  # kept across requests if persist_weights
 
     @classmethod
