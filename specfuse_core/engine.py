@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
 
 from .config import EnsembleConfig
 from .errors import DuplicateMemberError
-from .fair_lock import FairLock
 from .member import Member
 from .messages import normalize_conversation
+from .fair_lock import FairLock
 from .results import GenerationResult, SegmentEvent
 from .rounds import EnsembleRequest
 from .scoring import HedgeWeights
