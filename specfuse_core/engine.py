@@ -14,6 +14,7 @@ from .config import EnsembleConfig
 from .errors import DuplicateMemberError, UnknownMemberNameError
 from .member import Member
 from .messages import normalize_conversation
+from .fair_lock import FairLock
 from .results import GenerationResult, SegmentEvent
 from .rounds import EnsembleRequest
 from .scoring import HedgeWeights
@@ -58,7 +59,7 @@ class SpecFuse:
         self.members = members
         self.calibration = Calibration.load(calibration) if isinstance(calibration, (str, Path)) else calibration
         self.config = self._calibrated(config or EnsembleConfig())
-        self._compute = threading.Lock()
+        self._compute = FairLock()  # rounds of concurrent requests take turns in arrival order
         # kept across requests if persist_weights; starts from the calibrated prior weights
         self._weights = HedgeWeights(names, self.config.hedge_learning_rate, self.config.member_weights)
 
