@@ -5,9 +5,8 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import AsyncIterator, Iterator, Sequence
-from typing import Any
-
 from pathlib import Path
+from typing import Any
 
 from .calibration import Calibration
 from .config import EnsembleConfig
