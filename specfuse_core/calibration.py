@@ -25,6 +25,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from .config import EnsembleConfig
 from .errors import SpecFuseError
+from .routing import PromptRouter
 
 
 class CalibrationFileError(SpecFuseError, ValueError):
@@ -48,6 +49,20 @@ class Calibration(BaseModel):
     dataset: str = ""
     sharpness: float = 5.0
     verify_only_below: float = 0.5
+    router: PromptRouter | None = Field(
+        None, description="labelled prompts for per-input trust (routing.py); None: the same trust for every prompt"
+    )
+
+    def for_prompt(self, prompt: str) -> "Calibration":
+        """This calibration with weights, roles and lead re-fitted on the labelled prompts most like
+        ``prompt`` (itself when there is no router or no similar labelled prompt)."""
+        if self.router is None:
+            return self
+        local = self.router.local_accuracy(prompt)
+        if local is None:
+            return self
+        fitted = fit_calibration(local, items=self.items or 1, sharpness=self.sharpness, verify_only_below=self.verify_only_below)
+        return self.model_copy(update={"member_weights": fitted.member_weights, "roles": fitted.roles, "lead_member": fitted.lead_member})
 
     def config_fields(self) -> dict[str, Any]:
         """The EnsembleConfig fields this calibration sets."""
@@ -78,6 +93,8 @@ class Calibration(BaseModel):
         try:
             calibration = cls.model_validate(json.loads(path.read_text(encoding="utf-8")))
             EnsembleConfig(**calibration.config_fields(), **calibration.settings)  # the config's own rules
+            if calibration.router is not None and set(calibration.router.member_names) != set(calibration.member_weights):
+                raise CalibrationFileError(f"calibration file {path}: the router's members differ from member_weights'")
             return calibration
         except FileNotFoundError:
             raise CalibrationFileError(f"calibration file {path} does not exist; make one with `specfuse calibrate`") from None

@@ -12,7 +12,7 @@ from .calibration import Calibration
 from .config import EnsembleConfig
 from .errors import DuplicateMemberError, UnknownMemberNameError
 from .member import Member
-from .messages import normalize_conversation
+from .messages import Conversation, normalize_conversation
 from .fair_lock import FairLock
 from .results import GenerationResult, SegmentEvent
 from .rounds import EnsembleRequest
@@ -57,7 +57,10 @@ class SpecFuse:
             raise DuplicateMemberError(f"member names must be unique; repeated: {', '.join(duplicates)}")
         self.members = members
         self.calibration = Calibration.load(calibration) if isinstance(calibration, (str, Path)) else calibration
-        self.config = self._calibrated(config or EnsembleConfig())
+        config = config or EnsembleConfig()
+        # the trust fields the calibration (not the caller) set: a router may re-fit these per prompt
+        self._calibrated_fields = {k for k in self.calibration.config_fields() if not getattr(config, k)} if self.calibration else set()
+        self.config = self._calibrated(config)
         self._compute = FairLock()  # rounds of concurrent requests take turns in arrival order
         # kept across requests if persist_weights; starts from the calibrated prior weights
         self._weights = HedgeWeights(names, self.config.hedge_learning_rate, self.config.member_weights)
@@ -87,6 +90,20 @@ class SpecFuse:
             config = self.calibration.apply(config)
         check_member_names(config, self.member_names)
         return config
+
+    def _routed(self, config: EnsembleConfig, conversation: Conversation) -> EnsembleConfig:
+        """Trust re-fitted for this prompt by the calibration's router. Weights, roles and lead are
+        re-fitted together or not at all: a request that sets any of them itself keeps its own."""
+        routed = self._calibrated_fields & {"member_weights", "roles", "lead_member"}
+        if self.calibration is None or self.calibration.router is None or not routed:
+            return config
+        if any(getattr(config, k) != getattr(self.config, k) for k in routed):
+            return config
+        question = next((str(m["content"]) for m in reversed(conversation) if m["role"] == "user"), "")
+        local = self.calibration.for_prompt(question)
+        if local is self.calibration:
+            return config
+        return config.with_overrides(**{k: v for k, v in local.config_fields().items() if k in routed})
 
     @property
     def member_names(self) -> list[str]:
@@ -129,8 +146,9 @@ class SpecFuse:
 
         ``config`` replaces the ensemble's settings for this request only; ``overrides`` change single
         fields on top (``None`` values are ignored)."""
-        config = self._calibrated((config or self.config).with_overrides(**overrides))
+        config = (config or self.config).with_overrides(**overrides)
         conversation = normalize_conversation(messages)
+        config = self._calibrated(self._routed(config, conversation))
         if config.weighting == "hedge" and config.persist_weights:
             hedge = self._weights
             hedge.learning_rate = config.hedge_learning_rate

@@ -35,6 +35,10 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--jobs", type=int, default=1, help="worker processes, each answering every N-th item (default 1)")
     parser.add_argument("--calibration", default=None, help="calibration file for the ensemble modes; 'none' for none (default: the preset's own, if it ships one)")
+    parser.add_argument(
+        "--leave-one-out", action="store_true",
+        help="with a routing calibration fitted on this very set: each item is routed without its own label (honest accuracy)",
+    )
     parser.add_argument("--shard", default=None, help=argparse.SUPPRESS)  # I/N: set by --jobs for its workers
     parser.add_argument("--rescore", action="store_true", help="re-check answers already in --out with the current checkers first")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -108,13 +112,23 @@ def _run_workers(jobs: int, argv: Sequence[str] | None) -> None:
         raise RuntimeError(f"an eval worker failed (exit codes {codes}); run again with the same --out to resume")
 
 
-def _calibration_arg(value: str | None, preset: str | None):
-    """``--calibration``: a file, 'none', or (unset) the preset's shipped calibration."""
+def _calibration_arg(value: str | None, preset: str | None, leave_one_out: bool = False):
+    """``--calibration``: a file, 'none', or (unset) the preset's shipped calibration; with
+    ``leave_one_out`` its router ignores a labelled prompt identical to the one it routes."""
+    from ..calibration import Calibration
     from ..presets import preset_calibration
 
     if value is None:
-        return preset_calibration(preset) if preset else None
-    return None if value.lower() == "none" else Path(value)
+        calibration = preset_calibration(preset) if preset else None
+    else:
+        calibration = None if value.lower() == "none" else Path(value)
+    if not leave_one_out:
+        return calibration
+    if calibration is not None and not isinstance(calibration, Calibration):
+        calibration = Calibration.load(calibration)
+    if calibration is None or calibration.router is None:
+        raise ValueError("--leave-one-out needs a calibration with a router (specfuse calibrate --router)")
+    return calibration.model_copy(update={"router": calibration.router.model_copy(update={"leave_one_out": True})})
 
 
 def _parse_shard(text: str) -> tuple[int, int]:
@@ -155,10 +169,11 @@ def run_eval_command(args: argparse.Namespace, err, argv: Sequence[str] | None =
             _run_workers(args.jobs, argv)  # then this process only writes the report
         members = []
         use_preset = bool(args.preset or not args.model)
+        calibration = _calibration_arg(args.calibration, args.preset or "tiny" if use_preset and not args.model else None, args.leave_one_out)
         if use_preset:
             members.extend(load_preset_members(args.preset or "tiny"))
         members.extend(model_spec_member(spec) for spec in args.model)
-        ensemble = SpecFuse(members, EnsembleConfig(), calibration=_calibration_arg(args.calibration, args.preset or "tiny" if use_preset and not args.model else None))
+        ensemble = SpecFuse(members, EnsembleConfig(), calibration=calibration)
         settings = EvalSettings(dataset=args.dataset, max_tokens=args.max_tokens, seed=args.seed, config=overrides, variants=variants)
         modes = [m.strip() for m in args.modes.split(",") if m.strip()]
         outcome = run_evaluation(
@@ -194,12 +209,21 @@ def add_calibrate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--verify-only-below", type=float, default=0.5, help="members below this share of the best accuracy only verify")
     parser.add_argument("--gate-threshold", type=float, default=None, help="record a confidence-gating threshold (mean log-prob of the lead's segment) in the file")
     parser.add_argument("--setting", action="append", default=[], metavar="FIELD=VALUE", help="record another EnsembleConfig setting evaluated with this calibration (repeatable)")
+    parser.add_argument("--router", action="store_true", help="also store each labelled prompt with the members' outcomes, so trust is re-fitted per prompt on its nearest labelled prompts")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def member_accuracy(run_dir: Path, members: Sequence[str] | None = None, data_dir: Path | None = None) -> tuple[dict[str, float], int, str]:
     """Each member's accuracy alone in an eval folder, on the items every member answered, re-checked
     with the current checkers."""
+    accuracy, outcomes, dataset = member_outcomes(run_dir, members, data_dir)
+    return accuracy, len(outcomes), dataset
+
+
+def member_outcomes(
+    run_dir: Path, members: Sequence[str] | None = None, data_dir: Path | None = None
+) -> tuple[dict[str, float], dict[str, tuple[str, dict[str, bool]]], str]:
+    """As :func:`member_accuracy`, with each common item's prompt and per-member verdicts (by item id)."""
     from .datasets import load_dataset
     from .records import read_records
     from .runner import RESULTS_FILE, SETTINGS_FILE, EvalSettings, rescore
@@ -209,13 +233,20 @@ def member_accuracy(run_dir: Path, members: Sequence[str] | None = None, data_di
         raise ValueError(f"{run_dir} is not a `specfuse eval` folder (no {SETTINGS_FILE})")
     settings = EvalSettings.model_validate_json(settings_path.read_text(encoding="utf-8"))
     names = list(members or settings.members)
-    records = rescore([r for r in read_records(run_dir / RESULTS_FILE) if r.mode in names], load_dataset(settings.dataset, data_dir))
+    dataset_items = load_dataset(settings.dataset, data_dir)
+    records = rescore([r for r in read_records(run_dir / RESULTS_FILE) if r.mode in names], dataset_items)
     answered = [{r.item_id for r in records if r.mode == n} for n in names]
     common = set.intersection(*answered) if answered else set()
     if not common:
         raise ValueError(f"{run_dir} has no item that every member ({', '.join(names)}) answered alone; run `specfuse eval --modes members` there first")
     accuracy = {n: sum(r.correct for r in records if r.mode == n and r.item_id in common) / len(common) for n in names}
-    return accuracy, len(common), settings.dataset
+    prompts = {item.id: item.prompt for item in dataset_items}
+    verdicts: dict[str, dict[str, bool]] = {item_id: {} for item_id in common}
+    for r in records:
+        if r.item_id in common:
+            verdicts[r.item_id][r.mode] = bool(r.correct)
+    outcomes = {item_id: (prompts[item_id], verdicts[item_id]) for item_id in sorted(common)}
+    return accuracy, outcomes, settings.dataset
 
 
 def run_calibrate_command(args: argparse.Namespace, err, argv: Sequence[str] | None = None) -> int:
@@ -238,9 +269,14 @@ def run_calibrate_command(args: argparse.Namespace, err, argv: Sequence[str] | N
                 return code
         else:
             work = args.from_run
-        accuracy, items, dataset = member_accuracy(work, data_dir=args.data_dir)
+        accuracy, outcomes, dataset = member_outcomes(work, data_dir=args.data_dir)
+        items = len(outcomes)
         calibration = fit_calibration(accuracy, items, dataset, args.sharpness, args.verify_only_below)
-        extra = {"settings": parse_overrides(args.setting)}
+        extra: dict = {"settings": parse_overrides(args.setting)}
+        if args.router:
+            from ..routing import PromptRouter, RoutedItem
+
+            extra["router"] = PromptRouter(items=[RoutedItem(prompt=p, correct=c) for p, c in outcomes.values()])
         if args.gate_threshold is not None:
             extra["gate_threshold"] = args.gate_threshold
         calibration = calibration.model_copy(update=extra)

@@ -78,3 +78,29 @@ def test_settings_naming_unknown_members_fail_up_front(trio):
     ensemble = SpecFuse(trio)
     with pytest.raises(UnknownMemberNameError, match="lead_member"):
         ensemble.generate(QUESTION, lead_member="nobody")
+
+
+def test_a_routing_calibration_picks_the_lead_per_prompt_and_explicit_settings_win(trio):
+    from specfuse_core.calibration import Calibration
+    from specfuse_core.routing import PromptRouter, RoutedItem
+
+    sums = [f"Add {n} and {n + 3}, then answer with the number." for n in range(6)]
+    lists = [f"Name {w} colours of the rainbow in a list." for w in ("two", "three", "four", "five", "six", "seven")]
+    items = [RoutedItem(prompt=p, correct={"llama": True, "qwen2": False, "gemma3": False}) for p in sums]
+    items += [RoutedItem(prompt=p, correct={"llama": False, "qwen2": True, "gemma3": False}) for p in lists]
+    calibration = Calibration(
+        member_weights={"llama": 1.0, "qwen2": 1.0, "gemma3": 1.0}, lead_member="gemma3", gate_threshold=-1e9,
+        items=12, router=PromptRouter(items=items, neighbours=6, prior_strength=1.0),
+    )
+    ensemble = SpecFuse(trio, EnsembleConfig(max_new_tokens=8, segment_tokens=4), calibration=calibration)
+
+    def leads(result):
+        return {tuple(r.active_members) for r in result.trace.rounds}
+
+    assert leads(ensemble.generate("Add 40 and 43, then answer with the number.")) == {("llama",)}
+    assert leads(ensemble.generate("Name eight colours of the rainbow in a list.")) == {("qwen2",)}
+    assert leads(ensemble.generate("Zxqv?")) == {("gemma3",)}  # unlike every labelled prompt: the global lead
+    explicit = ensemble.generate("Add 40 and 43, then answer with the number.", lead_member="qwen2")
+    assert leads(explicit) == {("qwen2",)}  # a caller's own setting is never re-fitted
+    regated = ensemble.generate("Add 40 and 43, then answer with the number.", gate_threshold=-1e8)
+    assert leads(regated) == {("llama",)}  # another setting of the request does not switch routing off

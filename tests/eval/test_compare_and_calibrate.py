@@ -54,3 +54,24 @@ def test_calibrate_from_run_writes_a_loadable_file(tmp_path):
 def test_calibrate_from_a_folder_that_is_not_a_run(tmp_path, capsys):
     assert main(["calibrate", "--from-run", str(tmp_path), "--out", str(tmp_path / "c.json")]) == 2
     assert "is not a" in capsys.readouterr().err.replace("\n", " ")
+
+
+def test_calibrate_with_router_keeps_each_prompt_and_its_verdicts(tmp_path):
+    from specfuse_core.evaluation.datasets import load_dataset
+
+    run = _run(tmp_path / "members", {"a": {"fact-00": True, "fact-01": False}, "b": {"fact-00": False, "fact-01": True}})
+    out = tmp_path / "cal.json"
+    assert main(["calibrate", "--from-run", str(run), "--router", "--out", str(out)]) == 0
+    router = Calibration.load(out).router
+    prompts = {item.id: item.prompt for item in load_dataset("dev")}
+    assert [(i.prompt, i.correct) for i in router.items] == [
+        (prompts["fact-00"], {"a": True, "b": False}), (prompts["fact-01"], {"a": False, "b": True}),
+    ]
+
+
+def test_leave_one_out_needs_a_routing_calibration(tmp_path, capsys):
+    run = _run(tmp_path / "members", {"a": {"fact-00": True}, "b": {"fact-00": False}})
+    plain = tmp_path / "plain.json"
+    assert main(["calibrate", "--from-run", str(run), "--out", str(plain)]) == 0
+    code = main(["eval", "--dataset", "dev", "--calibration", str(plain), "--leave-one-out", "--out", str(tmp_path / "e")])
+    assert code == 2 and "--router" in capsys.readouterr().err
