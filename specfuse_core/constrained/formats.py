@@ -22,8 +22,9 @@ JSON_LAYOUT = {"whitespace_flexible": False, "item_separator": ", ", "key_separa
 
 @dataclass(frozen=True)
 class ResponseFormat:
-    """A normalised output constraint. ``source`` is canonical text (sorted-key JSON for schemas),
-    so equal formats share compiled grammars; ``model`` is the pydantic class to validate into."""
+    """A normalised output constraint. ``source`` is the grammar's text (compact JSON for schemas:
+    keys keep their order, since the engine writes properties in schema order), so equal formats
+    share compiled grammars; ``model`` is the pydantic class to validate into."""
 
     kind: FormatKind
     source: str
@@ -84,6 +85,6 @@ def _text(spec: dict, field_name: str, limits: SchemaLimits) -> str:
 
 def _canonical(value: Any) -> str:
     try:
-        return json.dumps(value, sort_keys=True, ensure_ascii=False, allow_nan=False)
+        return json.dumps(value, ensure_ascii=False, allow_nan=False)
     except (TypeError, ValueError) as error:
         raise UnsupportedSchemaError(f"schema is not JSON-serialisable: {error}") from None
