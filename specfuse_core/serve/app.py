@@ -26,7 +26,7 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from ..engine import SpecFuse
-from ..errors import ContextWindowExceededError, SpecFuseError
+from ..errors import ContextWindowExceededError, SpecFuseError, UnknownMemberNameError
 from ..results import SegmentEvent
 from .auth import check_api_key
 from .errors import APIError
@@ -145,6 +145,8 @@ class _Handlers:
             raise APIError(400, str(error), param="messages", code="context_length_exceeded") from None
         except ValidationError as error:  # a setting the engine's config refuses in combination
             raise APIError(400, str(error.errors(include_url=False)[0]["msg"]), param="specfuse") from None
+        except UnknownMemberNameError as error:  # member_weights, roles or lead_member in the extension
+            raise APIError(400, str(error), param="specfuse") from None
         except (SpecFuseError, ValueError) as error:
             raise APIError(400, str(error), param="messages") from None
 

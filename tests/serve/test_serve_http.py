@@ -183,3 +183,35 @@ def test_sse_frames_are_plain_data_lines_ending_with_done(small_server):
     for frame in frames[:-2]:
         assert frame.startswith("data: ") and "\n" not in frame
         assert json.loads(frame.removeprefix("data: "))["object"] == "chat.completion.chunk"
+
+
+def test_extension_naming_an_unknown_member_is_400(client):
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.chat.completions.create(model=MODEL, messages=HELLO, max_tokens=4, extra_body={"specfuse": {"roles": {"gpt": "draft"}}})
+    assert caught.value.param == "specfuse" and "'gpt'" in caught.value.message
+
+
+def test_member_faults_show_in_chunks_and_a_failed_ensemble_is_an_error(small_members):
+    from core.reliability_fakes import WrappedMember  # fault injection around the real members
+
+    one_fails = [WrappedMember(small_members[0], fail_at=2, phases=("draft",)), small_members[1]]
+    all_fail = [WrappedMember(m, fail_at=2, phases=("draft",)) for m in small_members]
+    for members, broken in ((one_fails, False), (all_fail, True)):
+        app = create_app(SpecFuse(members), ServeSettings(model_name=MODEL, limits=LIMITS))
+        with ServerThread(app) as server, OpenAI(base_url=server.base_url, api_key="x", max_retries=0) as client:
+            request = dict(model=MODEL, messages=HELLO, max_tokens=24, extra_body={"specfuse": {"segment_tokens": 2}})
+            if not broken:
+                chunks = list(client.chat.completions.create(stream=True, **request))
+                segments = [c for c in chunks if "member" in (getattr(c, "specfuse", None) or {})]
+                faults = [(c.specfuse["round"], f["member"], f["phase"], f["round"]) for c in segments for f in c.specfuse.get("faults", [])]
+                assert faults == [(2, "llama", "draft", 2)]  # on the chunk of the round it failed in
+                assert chunks[-1].specfuse["faults"][0]["member"] == "llama"  # and in the summary
+                assert chunks[-1].choices[0].finish_reason == "length"
+                continue
+            with pytest.raises(openai.APIError) as caught:  # the error event after the first segment
+                list(client.chat.completions.create(stream=True, **request))
+            assert "every member of the request failed" in caught.value.message
+            with pytest.raises(openai.InternalServerError) as caught:
+                client.chat.completions.create(**request)
+            assert caught.value.code == "ensemble_failed"
+            assert client.models.list().data  # the server is fine afterwards
