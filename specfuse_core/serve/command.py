@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 from rich.console import Console
@@ -14,12 +15,24 @@ from ..config import EnsembleConfig
 from ..engine import SpecFuse
 from ..errors import SpecFuseError
 
+if TYPE_CHECKING:
+    from .limits import ServeLimits
+
 # EnsembleConfig field -> the `specfuse serve` flag that sets it (for one-line validation errors)
 SERVE_FLAGS = {
     "segment_tokens": "--segment-tokens",
     "weighting": "--weighting",
     "model_exit": "--model-exit",
     "timeout_s": "--request-timeout",
+}
+# ServeLimits field -> its flag
+LIMIT_FLAGS = {
+    "max_body_bytes": "--max-body-bytes",
+    "max_messages": "--max-messages",
+    "max_prompt_chars": "--max-prompt-chars",
+    "max_tokens_cap": "--max-tokens-cap",
+    "default_max_tokens": "--default-max-tokens",
+    "max_concurrent_requests": "--max-concurrent",
 }
 
 
@@ -63,10 +76,7 @@ def run_serve_command(args: argparse.Namespace, err: Console) -> int:
 
     try:
         api_key = _api_key(args.api_key_env)
-        limits = ServeLimits(
-            max_body_bytes=args.max_body_bytes, max_messages=args.max_messages, max_prompt_chars=args.max_prompt_chars,
-            max_tokens_cap=args.max_tokens_cap, default_max_tokens=args.default_max_tokens, max_concurrent_requests=args.max_concurrent,
-        )
+        limits = _limits(args, ServeLimits)
         if args.shutdown_timeout < 0:
             raise ValueError(f"--shutdown-timeout must be >= 0, got {args.shutdown_timeout}")
         config = EnsembleConfig().with_overrides(
@@ -88,6 +98,18 @@ def run_serve_command(args: argparse.Namespace, err: Console) -> int:
     err.print(f"serving {name!r} ({', '.join(ensemble.member_names)}) on {base_url(sock)} with {auth}", markup=False, soft_wrap=True)
     make_server(app, args.shutdown_timeout, log_level=args.log_level).run(sockets=[sock])
     return 0
+
+
+def _limits(args: argparse.Namespace, limits_class: type) -> "ServeLimits":
+    """The limit flags, with a mistake reported under the flag's name."""
+    values = {field: getattr(args, flag.removeprefix("--").replace("-", "_")) for field, flag in LIMIT_FLAGS.items()}
+    try:
+        return limits_class(**values)
+    except ValueError as error:
+        message = str(error)
+        for field, flag in LIMIT_FLAGS.items():
+            message = message.replace(field, flag)
+        raise ValueError(message) from None
 
 
 def _api_key(variable: str | None) -> str | None:

@@ -196,8 +196,8 @@ def test_cli_refuses_an_unset_api_key_variable_before_loading(capsys, monkeypatc
 @pytest.mark.parametrize(
     ("args", "expected"),
     [
-        (["--max-tokens-cap", "8", "--default-max-tokens", "16"], "default_max_tokens"),
-        (["--max-concurrent", "0"], "max_concurrent_requests"),
+        (["--max-tokens-cap", "8", "--default-max-tokens", "16"], "--default-max-tokens (16) is over --max-tokens-cap (8)"),
+        (["--max-concurrent", "0"], "--max-concurrent must be at least 1"),
         (["--segment-tokens", "0"], "--segment-tokens"),
         (["--shutdown-timeout", "-1"], "--shutdown-timeout"),
         (["--preset", "nope"], "nope"),
