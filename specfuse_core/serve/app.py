@@ -120,8 +120,8 @@ class _Handlers:
         body = await read_body(request, limits.max_body_bytes)
         try:
             payload = json.loads(body)
-        except (UnicodeDecodeError, json.JSONDecodeError) as error:
-            raise APIError(400, f"We could not parse the JSON body of your request: {error}") from None
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:  # RecursionError: absurd nesting
+            raise APIError(400, f"We could not parse the JSON body of your request: {error or type(error).__name__}") from None
         plan = plan_request(parse_request(payload), self.settings.model_name, limits, self.ensemble.config)
         ticket = self.inflight.admit()
         try:

@@ -139,6 +139,10 @@ def test_body_limit_json_errors_and_unknown_paths(small_server):
         response = http.post(f"{url}/chat/completions", content=b'{"model": ', headers={"content-type": "application/json"})
         assert response.status_code == 400 and "parse the JSON" in response.json()["error"]["message"]
 
+        nested = b"[" * 30_000 + b"]" * 30_000  # under the size limit, beyond the parser's depth
+        response = http.post(f"{url}/chat/completions", content=nested, headers={"content-type": "application/json"})
+        assert response.status_code == 400 and "parse the JSON" in response.json()["error"]["message"]
+
         response = http.post(f"{url}/completions", json={"model": MODEL, "prompt": "hi"})
         assert response.status_code == 404 and response.json()["error"]["message"]
         assert http.get(f"{url}/chat/completions").status_code == 405
