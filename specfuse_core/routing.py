@@ -5,10 +5,11 @@ one thing that matters most: the best member overall (Qwen) writes long chains o
 problems, where a smaller member answers outright, and the reverse holds for instructions. The
 router keeps the labelled prompts with each member's right/wrong outcome, finds the calibration
 prompts most like the incoming one (cosine similarity of character n-gram TF-IDF vectors: no model,
-no extra dependency, microseconds per request), and re-fits the trust settings on those neighbours.
-Local accuracy is shrunk towards the set-wide accuracy (``prior_strength`` pseudo-items), so a few
-neighbours cannot overturn the global order on their own, and a prompt unlike every labelled one
-(best similarity under ``min_similarity``) keeps the global calibration. PackLLM (arXiv 2404.11531)
+no extra dependency, about 20 ms for 160 prompts), and re-fits the trust settings on those neighbours.
+Each neighbour counts ``similarity ** similarity_power``, so a near-identical labelled prompt
+outweighs a crowd of loosely similar ones; the local accuracy is shrunk towards the set-wide
+accuracy (``prior_strength`` pseudo-items), and a prompt unlike every labelled one (best similarity
+under ``min_similarity``) keeps the global calibration. PackLLM (arXiv 2404.11531)
 weights members per input in the same spirit, from the prompt's perplexity instead of labels.
 """
 
@@ -49,7 +50,10 @@ class PromptRouter(BaseModel):
     items: list[RoutedItem]
     neighbours: int = Field(15, ge=1, description="labelled prompts consulted per request")
     min_similarity: float = Field(0.2, ge=0.0, le=1.0, description="below this best similarity the global calibration holds")
-    prior_strength: float = Field(5.0, ge=0.0, description="pseudo-items of set-wide accuracy mixed into the local estimate")
+    prior_strength: float = Field(1.0, ge=0.0, description="pseudo-items of set-wide accuracy mixed into the local estimate")
+    similarity_power: float = Field(
+        2.0, ge=0.0, description="each neighbour counts similarity**power (0: all neighbours alike; 2: a near-identical prompt dominates)"
+    )
     leave_one_out: bool = Field(
         False, description="ignore a labelled prompt identical to the request (evaluation on the calibration set itself)"
     )
@@ -93,12 +97,16 @@ class PromptRouter(BaseModel):
             return None
         overall = _accuracy([item for _, item in scored], self.member_names)
         scored.sort(key=lambda pair: -pair[0])
-        nearest = [item for s, item in scored[: self.neighbours] if s >= self.min_similarity]
+        nearest = [(s, item) for s, item in scored[: self.neighbours] if s >= self.min_similarity]
         if not nearest:
             return None
-        hits = {name: sum(item.correct[name] for item in nearest) for name in self.member_names}
-        weight = self.prior_strength
-        return {name: (hits[name] + weight * overall[name]) / (len(nearest) + weight) for name in self.member_names}
+        weights = [similarity**self.similarity_power for similarity, _ in nearest]
+        evidence = sum(weights)
+        prior = self.prior_strength
+        return {
+            name: (sum(w for w, (_, item) in zip(weights, nearest) if item.correct[name]) + prior * overall[name]) / (evidence + prior)
+            for name in self.member_names
+        }
 
 
 def _accuracy(items: Sequence[RoutedItem], names: Sequence[str]) -> dict[str, float]:

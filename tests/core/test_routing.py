@@ -78,3 +78,14 @@ def test_a_routing_calibration_round_trips_and_checks_its_members(tmp_path):
     (tmp_path / "bad.json").write_text(json.dumps(data))
     with pytest.raises(CalibrationFileError, match="router's members"):
         Calibration.load(tmp_path / "bad.json")
+
+
+def test_a_near_identical_labelled_prompt_outweighs_a_crowd_of_loose_neighbours():
+    """The exact question was labelled (only 'big' right), ten loosely similar prompts favour 'small'."""
+    exact = RoutedItem(prompt="How many minutes are there in an hour?", correct={"small": False, "big": True})
+    crowd = [RoutedItem(prompt=f"There are {n} boxes with {n + 2} pens in each box. How many pens are there?", correct={"small": True, "big": False}) for n in range(10)]
+    weighted = PromptRouter(items=[exact, *crowd], neighbours=11, prior_strength=0.0, min_similarity=0.05)
+    counted = weighted.model_copy(update={"similarity_power": 0.0})
+    question = "How many minutes are there in an hour?"
+    assert weighted.local_accuracy(question)["big"] > 0.5
+    assert counted.local_accuracy(question)["small"] > 0.5  # every neighbour alike: the crowd wins
