@@ -7,7 +7,6 @@ built from the same chunk iterator (as ``ChatOllama`` does), so both report the 
 
 from __future__ import annotations
 
-import uuid
 import warnings
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import aclosing, closing
@@ -22,31 +21,19 @@ from langchain_core.callbacks import (
 from langchain_core.callbacks.manager import adispatch_custom_event, dispatch_custom_event
 from langchain_core.language_models import BaseChatModel, LangSmithParams
 from langchain_core.language_models.model_profile import ModelProfile
-from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, ChatMessage, FunctionMessage, HumanMessage, SystemMessage, ToolMessage
-from langchain_core.messages.ai import UsageMetadata
-from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
-from langchain_core.runnables import RunnableConfig, ensure_config
+from langchain_core.messages import AIMessageChunk, BaseMessage
+from langchain_core.outputs import ChatGenerationChunk, ChatResult
+from langchain_core.runnables import RunnableConfig
 from pydantic import Field, PrivateAttr, model_validator
 from typing_extensions import Self
 
-from specfuse_core import EnsembleConfig, SpecFuse, UnsupportedFeatureError
-from specfuse_core.integration import (
-    PROVIDER,
-    EnsembleSource,
-    FinalReport,
-    LazyEnsemble,
-    SegmentStep,
-    aopen_stream,
-    asegment_steps,
-    check_config_dict,
-    core_default,
-    open_stream,
-    request_config,
-    route_config_keywords,
-    segment_steps,
-    split_call_arguments,
-    tool_message_error,
-)
+from specfuse_core import EnsembleConfig, SpecFuse
+from specfuse_core import integration
+from specfuse_core.integration import PROVIDER, EnsembleSource, LazyEnsemble, SegmentStep
+
+from .callbacks import model_run_callbacks, with_run_id
+from .messages import to_conversation
+from .outputs import chat_result, segment_chunk
 
 _STREAM_CONFIG = "_specfuse_stream_config"  # keyword that carries stream()'s config to _stream
 
@@ -54,18 +41,14 @@ SEGMENT_EVENT = "specfuse_segment"
 """Name of the custom callback event dispatched once per accepted segment."""
 
 _TYPED_SETTINGS = ("segment_tokens", "max_tokens", "temperature", "top_p", "top_k", "seed", "timeout")
-_ROLES = {"system": "system", "user": "user", "human": "user", "assistant": "assistant", "ai": "assistant"}
 
 
 class ChatSpecFuse(BaseChatModel):
     """Chat model backed by a SpecFuse segment-level ensemble of local causal LMs.
 
-    Each round every member drafts a segment (``segment_tokens`` of its own tokens), every member scores
-    every candidate and the best one is appended. Streaming yields one ``AIMessageChunk`` per accepted
-    segment, so ``on_llm_new_token`` fires once per segment.
-
-    Construction is cheap: the ensemble is built on first use, and its members come from a process-wide
-    cache, so many ``ChatSpecFuse`` objects over the same models load the weights once.
+    Each round every member drafts ``segment_tokens`` tokens, every member scores every candidate and the
+    best one is appended; streaming yields one ``AIMessageChunk`` per accepted segment. Construction is
+    cheap: the ensemble is built on first use from a process-wide member cache.
 
     Example:
         ```python
@@ -132,7 +115,7 @@ class ChatSpecFuse(BaseChatModel):
         """Accept any EnsembleConfig field as a keyword (into ``ensemble_kwargs``); warn about the rest."""
         if not isinstance(values, dict):
             return values
-        values = route_config_keywords(dict(values), cls.model_fields, into="ensemble_kwargs")
+        values = integration.route_config_keywords(dict(values), cls.model_fields, into="ensemble_kwargs")
         ignored = sorted(k for k in values if k not in cls.model_fields)
         if ignored:
             warnings.warn(
@@ -150,8 +133,8 @@ class ChatSpecFuse(BaseChatModel):
         if self.models is None and self.preset is None:
             self.preset = "tiny"
         self._source.check_shape()
-        check_config_dict(self.ensemble_kwargs, "ensemble_kwargs")
-        request_config(self._settings())  # fail now, not on the first call, on bad values
+        integration.check_config_dict(self.ensemble_kwargs, "ensemble_kwargs")
+        integration.request_config(self._settings())  # fail now, not on the first call, on bad values
         return self
 
     # ------------------------------------------------------------------ identity
@@ -202,9 +185,9 @@ class ChatSpecFuse(BaseChatModel):
             ls_provider=PROVIDER, ls_model_name=model if isinstance(model, str) else self.model_name, ls_model_type="chat"
         )
         temperature = kwargs.get("temperature", self.temperature)
-        params["ls_temperature"] = float(temperature if temperature is not None else core_default("temperature"))
+        params["ls_temperature"] = float(temperature if temperature is not None else integration.core_default("temperature"))
         max_tokens = kwargs.get("max_tokens", self.max_tokens)
-        params["ls_max_tokens"] = int(max_tokens if max_tokens is not None else core_default("max_new_tokens"))
+        params["ls_max_tokens"] = int(max_tokens if max_tokens is not None else integration.core_default("max_new_tokens"))
         stops = list(dict.fromkeys([*(self.stop or []), *(stop or [])]))
         if stops:
             params["ls_stop"] = stops
@@ -212,28 +195,20 @@ class ChatSpecFuse(BaseChatModel):
         return params
 
     def _resolve_model_profile(self) -> ModelProfile | None:
-        return ModelProfile(
-            open_weights=True, text_inputs=True, image_inputs=False, audio_inputs=False, video_inputs=False,
-            pdf_inputs=False, text_outputs=True, tool_calling=False, structured_output=False,
-        )
+        no = dict.fromkeys(("image_inputs", "audio_inputs", "video_inputs", "pdf_inputs", "tool_calling", "structured_output"), False)
+        return ModelProfile(open_weights=True, text_inputs=True, text_outputs=True, **no)
 
-    # ------------------------------------------------------------------ not offered (yet)
+    # ------------------------------------------------------------------ not offered (yet): fail at once, saying why
     def bind_tools(self, tools: Sequence[Any], *, tool_choice: str | None = None, **kwargs: Any) -> Any:
-        """Not offered: raises :class:`~specfuse_core.errors.UnsupportedFeatureError` saying why."""
-        raise UnsupportedFeatureError(
-            "ChatSpecFuse has no tool calling (yet): its small members cannot reliably follow a tool schema "
-            "and the ensemble has no constrained decoding (llm.profile['tool_calling'] is False). For agents, "
-            "use a tool-calling chat model; otherwise describe the tools in the prompt and parse the reply "
-            "yourself, expecting failures"
+        raise integration.feature_not_offered(
+            "ChatSpecFuse", "tool calling", "llm.profile['tool_calling'] is False. For agents, use a tool-calling chat "
+            "model; otherwise describe the tools in the prompt and parse the reply yourself, expecting failures",
         )
 
     def with_structured_output(self, schema: Any, *, include_raw: bool = False, **kwargs: Any) -> Any:
-        """Not offered: raises :class:`~specfuse_core.errors.UnsupportedFeatureError` saying why."""
-        raise UnsupportedFeatureError(
-            "ChatSpecFuse has no structured output or JSON mode (yet): the ensemble has no constrained "
-            "decoding (llm.profile['structured_output'] is False). Ask for JSON in the prompt and parse the "
-            "reply with JsonOutputParser or PydanticOutputParser, expecting failures, or use a model that "
-            "supports structured output"
+        raise integration.feature_not_offered(
+            "ChatSpecFuse", "structured output or JSON mode", "llm.profile['structured_output'] is False. Ask for JSON "
+            "in the prompt and parse the reply with JsonOutputParser or PydanticOutputParser, expecting failures",
         )
 
     # ------------------------------------------------------------------ the ensemble and token counting
@@ -258,29 +233,29 @@ class ChatSpecFuse(BaseChatModel):
         ``token_counter``. ``tools`` are ignored with a warning: ChatSpecFuse has no tool calling."""
         if tools:
             warnings.warn("ChatSpecFuse has no tool calling: tool schemas are not counted", UserWarning, stacklevel=2)
-        return self.ensemble.count_prompt_tokens(_to_conversation(messages))
+        return self.ensemble.count_prompt_tokens(to_conversation(messages))
 
     # ------------------------------------------------------------------ requests
     def _request_config(self, stop: list[str] | None, **kwargs: Any) -> EnsembleConfig:
         """One call's validated configuration: fields, then call-time arguments (see
         :func:`specfuse_core.integration.split_call_arguments`); call stops add to the field's."""
-        call = split_call_arguments(kwargs, model=self.model_name, framework={"stream"}, adapter="ChatSpecFuse")
-        return request_config(self._settings(), call.overrides, stop=[*(stop or []), *call.stop])
+        call = integration.split_call_arguments(kwargs, model=self.model_name, framework={"stream"}, adapter="ChatSpecFuse")
+        return integration.request_config(self._settings(), call.overrides, stop=[*(stop or []), *call.stop])
 
     def _request(self, messages: list[BaseMessage], stop: list[str] | None, kwargs: dict[str, Any]) -> tuple[list[dict[str, str]], EnsembleConfig]:
         kwargs.pop(_STREAM_CONFIG, None)  # stream() falling back to invoke (disable_streaming) passes it on
-        return _to_conversation(messages), self._request_config(stop, **kwargs)
+        return to_conversation(messages), self._request_config(stop, **kwargs)
 
     # ------------------------------------------------------------------ entry points that do not pass a run manager
     def stream(self, input: Any, config: RunnableConfig | None = None, *, stop: list[str] | None = None, **kwargs: Any) -> Iterator[AIMessageChunk]:
         """LangChain's ``stream``; the run's id is fixed first so each segment's custom event is
         reported on this chat model's run (LangChain gives ``_stream`` no run manager here)."""
-        config = _with_run_id(config)
+        config = with_run_id(config)
         yield from super().stream(input, config, stop=stop, **{**kwargs, _STREAM_CONFIG: config})
 
     async def astream(self, input: Any, config: RunnableConfig | None = None, *, stop: list[str] | None = None, **kwargs: Any) -> AsyncIterator[AIMessageChunk]:
         """LangChain's ``astream`` (and so ``astream_events``), with segment events on this model's run."""
-        config = _with_run_id(config)
+        config = with_run_id(config)
         async for chunk in super().astream(input, config, stop=stop, **{**kwargs, _STREAM_CONFIG: config}):
             yield chunk
 
@@ -298,11 +273,11 @@ class ChatSpecFuse(BaseChatModel):
 
     # ------------------------------------------------------------------ the chunk iterators _generate and _stream share
     def _chunks(self, messages: list[BaseMessage], stop: list[str] | None, run_manager: CallbackManagerForLLMRun | None, kwargs: dict[str, Any]) -> Iterator[tuple[ChatGenerationChunk, SegmentStep]]:
-        events_to = _model_run_callbacks(self, run_manager, kwargs.pop(_STREAM_CONFIG, None), CallbackManager)
+        events_to = model_run_callbacks(self, run_manager, kwargs.pop(_STREAM_CONFIG, None), CallbackManager)
         conversation, config = self._request(messages, stop, kwargs)
-        with closing(segment_steps(open_stream(self.ensemble, conversation, config))) as steps:
+        with closing(integration.segment_steps(integration.open_stream(self.ensemble, conversation, config))) as steps:
             for step in steps:
-                chunk = self._chunk(step)
+                chunk = segment_chunk(step, self.model_name)
                 if events_to is not None:  # the segment's custom event, on this model's run, before its chunk
                     dispatch_custom_event(SEGMENT_EVENT, step.record, config=RunnableConfig(callbacks=events_to))
                 if run_manager is not None:
@@ -310,12 +285,12 @@ class ChatSpecFuse(BaseChatModel):
                 yield chunk, step
 
     async def _achunks(self, messages: list[BaseMessage], stop: list[str] | None, run_manager: AsyncCallbackManagerForLLMRun | None, kwargs: dict[str, Any]) -> AsyncIterator[tuple[ChatGenerationChunk, SegmentStep]]:
-        events_to = _model_run_callbacks(self, run_manager, kwargs.pop(_STREAM_CONFIG, None), AsyncCallbackManager)
+        events_to = model_run_callbacks(self, run_manager, kwargs.pop(_STREAM_CONFIG, None), AsyncCallbackManager)
         conversation, config = self._request(messages, stop, kwargs)
-        stream = await aopen_stream(self._ensemble, self._source, conversation, config)
-        async with aclosing(asegment_steps(stream)) as steps:
+        stream = await integration.aopen_stream(self._ensemble, self._source, conversation, config)
+        async with aclosing(integration.asegment_steps(stream)) as steps:
             async for step in steps:
-                chunk = self._chunk(step)
+                chunk = segment_chunk(step, self.model_name)
                 if events_to is not None:
                     await adispatch_custom_event(SEGMENT_EVENT, step.record, config=RunnableConfig(callbacks=events_to))
                 if run_manager is not None:
@@ -323,7 +298,7 @@ class ChatSpecFuse(BaseChatModel):
                 yield chunk, step
 
     def _generate(self, messages: list[BaseMessage], stop: list[str] | None = None, run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> ChatResult:
-        return self._chat_result([step for _, step in self._chunks(messages, stop, run_manager, kwargs)])
+        return chat_result([step for _, step in self._chunks(messages, stop, run_manager, kwargs)], self.model_name)
 
     def _stream(self, messages: list[BaseMessage], stop: list[str] | None = None, run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> Iterator[ChatGenerationChunk]:
         # LangChain passes a run manager to _stream only where it does not report the chunks itself
@@ -332,111 +307,8 @@ class ChatSpecFuse(BaseChatModel):
             yield chunk
 
     async def _agenerate(self, messages: list[BaseMessage], stop: list[str] | None = None, run_manager: AsyncCallbackManagerForLLMRun | None = None, **kwargs: Any) -> ChatResult:
-        return self._chat_result([step async for _, step in self._achunks(messages, stop, run_manager, kwargs)])
+        return chat_result([step async for _, step in self._achunks(messages, stop, run_manager, kwargs)], self.model_name)
 
     async def _astream(self, messages: list[BaseMessage], stop: list[str] | None = None, run_manager: AsyncCallbackManagerForLLMRun | None = None, **kwargs: Any) -> AsyncIterator[ChatGenerationChunk]:
         async for chunk, _ in self._achunks(messages, stop, run_manager, kwargs):
             yield chunk
-
-    # ------------------------------------------------------------------ output
-    def _final_metadata(self, final: FinalReport) -> tuple[dict[str, Any], UsageMetadata]:
-        counts = final.token_counts()
-        metadata = {
-            "model_name": self.model_name,
-            "finish_reason": final.finish_reason,
-            "trace": final.details()["trace"],
-            "member_usage": final.member_usage(),
-        }
-        usage = UsageMetadata(input_tokens=counts["prompt_tokens"], output_tokens=counts["completion_tokens"], total_tokens=counts["total_tokens"])
-        return metadata, usage
-
-    def _chunk(self, step: SegmentStep) -> ChatGenerationChunk:
-        """One segment; the last one adds usage, finish reason and trace."""
-        metadata: dict[str, Any] = {"model_provider": PROVIDER, "segments": [step.record]}
-        usage = None
-        if step.final is not None:
-            final, usage = self._final_metadata(step.final)
-            metadata.update(final)
-        message = AIMessageChunk(
-            content=step.event.text, response_metadata=metadata, usage_metadata=usage, chunk_position="last" if step.final else None
-        )
-        return ChatGenerationChunk(message=message)
-
-    def _chat_result(self, steps: list[SegmentStep]) -> ChatResult:
-        final = steps[-1].final
-        if final is None:
-            raise RuntimeError("the request ended without a final segment")
-        metadata, usage = self._final_metadata(final)
-        segments = [step.record for step in steps]
-        message = AIMessage(
-            content=final.result.text, response_metadata={"model_provider": PROVIDER, "segments": segments, **metadata}, usage_metadata=usage
-        )
-        return ChatResult(generations=[ChatGeneration(message=message)])
-
-
-# ---------------------------------------------------------------------- helpers
-def _model_run_callbacks(model: ChatSpecFuse, run_manager: Any, stream_config: Any, manager_class: type) -> Any:
-    """A callback manager whose parent run is this chat model's own run, so a custom event dispatched
-    through it is reported on that run (LLM run managers have no ``get_child``).
-
-    ``invoke``/``batch`` and ``stream_events(version="v3")`` hand the model its run manager. ``stream``
-    and ``astream`` (so ``astream_events``) do not: :meth:`ChatSpecFuse.stream` fixes the run's id in
-    the config beforehand and passes that config along (``stream_config``), and the manager is built
-    from it the way LangChain builds the run's own. None: no run to report to.
-    """
-    if run_manager is not None:
-        return manager_class(
-            handlers=list(run_manager.handlers),
-            inheritable_handlers=list(run_manager.inheritable_handlers),
-            parent_run_id=run_manager.run_id,
-            tags=list(run_manager.tags),
-            inheritable_tags=list(run_manager.inheritable_tags),
-            metadata=dict(run_manager.metadata),
-            inheritable_metadata=dict(run_manager.inheritable_metadata),
-        )
-    if stream_config is None:
-        return None
-    manager = manager_class.configure(
-        stream_config.get("callbacks"), model.callbacks, model.verbose, stream_config.get("tags"), model.tags,
-        stream_config.get("metadata"), model.metadata,
-    )
-    manager.parent_run_id = stream_config["run_id"]
-    return manager
-
-
-def _with_run_id(config: RunnableConfig | None) -> RunnableConfig:
-    """The call's config with the chat model run's id fixed in advance (LangChain uses a given
-    ``run_id`` for the run it opens), so the segment events can name that run."""
-    config = ensure_config(config)
-    if config.get("run_id") is None:
-        config["run_id"] = uuid.uuid4()
-    return config
-
-
-def _to_conversation(messages: Sequence[BaseMessage]) -> list[dict[str, str]]:
-    """LangChain messages -> specfuse conversation. Text only; tool results and multimodal input are
-    refused (see :func:`specfuse_core.integration.tool_message_error`)."""
-    conversation = []
-    for index, message in enumerate(messages):
-        if isinstance(message, (ToolMessage, FunctionMessage)) or (isinstance(message, ChatMessage) and message.role.lower() in ("tool", "function")):
-            raise tool_message_error("ChatSpecFuse", index, getattr(message, "role", message.type))
-        if isinstance(message, SystemMessage):
-            role = "system"
-        elif isinstance(message, HumanMessage):
-            role = "user"
-        elif isinstance(message, AIMessage):
-            role = "assistant"
-        elif isinstance(message, ChatMessage) and message.role.lower() in _ROLES:
-            role = _ROLES[message.role.lower()]
-        else:
-            raise ValueError(
-                f"ChatSpecFuse cannot take a {type(message).__name__} (role {getattr(message, 'role', message.type)!r}); "
-                "pass system, human and AI messages"
-            )
-        if isinstance(message.content, list):
-            for block in message.content:
-                kind = block.get("type") if isinstance(block, dict) else "text"
-                if kind != "text":
-                    raise ValueError(f"ChatSpecFuse accepts text only; got a {kind!r} content block")
-        conversation.append({"role": role, "content": message.text})
-    return conversation

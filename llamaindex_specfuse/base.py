@@ -13,7 +13,6 @@ from llama_index.core.base.llms.generic_utils import (
     astream_chat_response_to_completion_response,
     chat_response_to_completion_response,
     messages_to_prompt as generic_messages_to_prompt,
-    stream_chat_response_to_completion_response,
 )
 from llama_index.core.base.llms.types import (
     ChatMessage,
@@ -32,25 +31,13 @@ from llama_index.core.instrumentation.span import active_span_id
 from llama_index.core.llms.callbacks import llm_chat_callback, llm_completion_callback
 from llama_index.core.llms.llm import LLM
 
-from specfuse_core import EnsembleConfig, SpecFuse, UnsupportedFeatureError
-from specfuse_core.integration import (
-    EnsembleSource,
-    LazyEnsemble,
-    SegmentStep,
-    aopen_stream,
-    asegment_steps,
-    check_config_dict,
-    core_default,
-    field_description,
-    open_stream,
-    request_config,
-    route_config_keywords,
-    segment_steps,
-    split_call_arguments,
-)
+from specfuse_core import EnsembleConfig, SpecFuse
+from specfuse_core import integration
+from specfuse_core.integration import EnsembleSource, LazyEnsemble, SegmentStep
 
 from .events import SpecFuseSegmentEvent
 from .messages import CoreMessage, to_core_messages, with_system_prompt
+from .responses import achat_stream, chat_response, chat_stream, closing_completions
 
 dispatcher = get_dispatcher(__name__)
 
@@ -59,10 +46,10 @@ _TYPED_SETTINGS = ("segment_tokens", "max_new_tokens", "temperature", "top_p", "
 
 def _setting(name: str) -> Any:
     """A typed setting: the core's default and description; the core validates the value."""
-    default = core_default(name)
+    default = integration.core_default(name)
     if isinstance(default, list):
-        return Field(default_factory=list, description=field_description(name))
-    return Field(default=default, description=field_description(name))
+        return Field(default_factory=list, description=integration.field_description(name))
+    return Field(default=default, description=integration.field_description(name))
 
 
 class SpecFuseLLM(LLM):
@@ -127,12 +114,12 @@ class SpecFuseLLM(LLM):
     @classmethod
     def _collect_additional_kwargs(cls, values: Any) -> Any:
         """Any EnsembleConfig field given by name lands in ``additional_kwargs``."""
-        return route_config_keywords(dict(values), cls.model_fields, into="additional_kwargs") if isinstance(values, dict) else values
+        return integration.route_config_keywords(dict(values), cls.model_fields, into="additional_kwargs") if isinstance(values, dict) else values
 
     @model_validator(mode="after")
     def _check_settings(self) -> "SpecFuseLLM":
         self._source.check_shape()
-        check_config_dict(self.additional_kwargs, "additional_kwargs")
+        integration.check_config_dict(self.additional_kwargs, "additional_kwargs")
         self.ensemble_config()  # every decoding setting is valid together
         return self
 
@@ -152,7 +139,7 @@ class SpecFuseLLM(LLM):
 
     def ensemble_config(self, **overrides: Any) -> EnsembleConfig:
         """The validated core configuration of a request: the fields, then per-call overrides."""
-        return request_config({name: getattr(self, name) for name in _TYPED_SETTINGS}, self.additional_kwargs, overrides)
+        return integration.request_config({name: getattr(self, name) for name in _TYPED_SETTINGS}, self.additional_kwargs, overrides)
 
     @property
     def is_loaded(self) -> bool:
@@ -253,17 +240,17 @@ class SpecFuseLLM(LLM):
         """A call's configuration (see :func:`specfuse_core.integration.split_call_arguments`: ``max_tokens``
         is an alias of ``max_new_tokens``, ``None`` keeps the field, call stops add to the field's,
         unknown arguments are refused)."""
-        call = split_call_arguments(kwargs, model=self.model_name, adapter="SpecFuseLLM")
+        call = integration.split_call_arguments(kwargs, model=self.model_name, adapter="SpecFuseLLM")
         fields = {name: getattr(self, name) for name in _TYPED_SETTINGS}
-        return request_config(fields, self.additional_kwargs, call.overrides, stop=call.stop)
+        return integration.request_config(fields, self.additional_kwargs, call.overrides, stop=call.stop)
 
     # ------------------------------------------------------------------ running (every endpoint goes through these)
     def _steps(self, core: List[CoreMessage], kwargs: Dict[str, Any]) -> Iterator[SegmentStep]:
         """Start the request now (bad input raises at call time), then yield segments lazily."""
-        span_id, stream = active_span_id.get(), open_stream(self.ensemble, core, self._config(kwargs))
+        span_id, stream = active_span_id.get(), integration.open_stream(self.ensemble, core, self._config(kwargs))
 
         def gen() -> Iterator[SegmentStep]:
-            with closing(segment_steps(stream)) as steps:
+            with closing(integration.segment_steps(stream)) as steps:
                 for step in steps:
                     dispatcher.event(SpecFuseSegmentEvent.from_step(step, self.model_name, span_id))
                     yield step
@@ -272,62 +259,31 @@ class SpecFuseLLM(LLM):
 
     async def _asteps(self, core: List[CoreMessage], kwargs: Dict[str, Any]) -> AsyncIterator[SegmentStep]:
         span_id, config = active_span_id.get(), self._config(kwargs)
-        stream = await aopen_stream(self._ensemble, self._source, core, config)
+        stream = await integration.aopen_stream(self._ensemble, self._source, core, config)
 
         async def gen() -> AsyncIterator[SegmentStep]:
-            async with aclosing(asegment_steps(stream)) as steps:
+            async with aclosing(integration.asegment_steps(stream)) as steps:
                 async for step in steps:
                     dispatcher.event(SpecFuseSegmentEvent.from_step(step, self.model_name, span_id))
                     yield step
 
         return gen()
 
-    @staticmethod
-    def _chunk(step: SegmentStep) -> ChatResponse:
-        kwargs, raw = step.record, {"segment": step.event.model_dump()}
-        if step.final is not None:
-            kwargs, raw = {**kwargs, **step.final.token_counts()}, {**raw, **step.final.details()}
-        return ChatResponse(
-            message=ChatMessage(role=MessageRole.ASSISTANT, content=step.text), delta=step.event.text, raw=raw, additional_kwargs=kwargs
-        )
-
-    @staticmethod
-    def _response(steps: List[SegmentStep]) -> ChatResponse:
-        final = steps[-1].final if steps else None
-        if final is None:
-            raise RuntimeError("the request ended without a final segment")
-        raw = {**final.details(), "segments": [step.event.model_dump() for step in steps]}
-        return ChatResponse(message=ChatMessage(role=MessageRole.ASSISTANT, content=final.result.text), raw=raw, additional_kwargs=final.summary())
-
     def _stream_chat(self, core: List[CoreMessage], kwargs: Dict[str, Any]) -> ChatResponseGen:
-        steps = self._steps(core, kwargs)
-
-        def gen() -> ChatResponseGen:
-            with closing(steps):
-                for step in steps:
-                    yield self._chunk(step)
-
-        return gen()
+        return chat_stream(self._steps(core, kwargs))
 
     async def _astream_chat(self, core: List[CoreMessage], kwargs: Dict[str, Any]) -> ChatResponseAsyncGen:
-        steps = await self._asteps(core, kwargs)
-
-        async def gen() -> ChatResponseAsyncGen:
-            async with aclosing(steps):
-                async for step in steps:
-                    yield self._chunk(step)
-
-        return gen()
+        return achat_stream(await self._asteps(core, kwargs))
 
     # ------------------------------------------------------------------ endpoints: chat, and completions derived from it
     @llm_chat_callback()
     def chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
-        return self._response(list(self._steps(self._chat_input(messages), kwargs)))
+        return chat_response(list(self._steps(self._chat_input(messages), kwargs)))
 
     @llm_completion_callback()
     def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
         steps = list(self._steps(self._completion_input(prompt, formatted), kwargs))
-        return chat_response_to_completion_response(self._response(steps))
+        return chat_response_to_completion_response(chat_response(steps))
 
     @llm_chat_callback()
     def stream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseGen:
@@ -335,16 +291,16 @@ class SpecFuseLLM(LLM):
 
     @llm_completion_callback()
     def stream_complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponseGen:
-        return _closing_completions(self._stream_chat(self._completion_input(prompt, formatted), kwargs))
+        return closing_completions(self._stream_chat(self._completion_input(prompt, formatted), kwargs))
 
     @llm_chat_callback()
     async def achat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
-        return self._response([step async for step in await self._asteps(self._chat_input(messages), kwargs)])
+        return chat_response([step async for step in await self._asteps(self._chat_input(messages), kwargs)])
 
     @llm_completion_callback()
     async def acomplete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
         steps = [step async for step in await self._asteps(self._completion_input(prompt, formatted), kwargs)]
-        return chat_response_to_completion_response(self._response(steps))
+        return chat_response_to_completion_response(chat_response(steps))
 
     @llm_chat_callback()
     async def astream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseAsyncGen:
@@ -354,41 +310,28 @@ class SpecFuseLLM(LLM):
     async def astream_complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponseAsyncGen:
         return astream_chat_response_to_completion_response(await self._astream_chat(self._completion_input(prompt, formatted), kwargs))
 
-    # ------------------------------------------------------------------ not offered (yet)
-    def structured_predict(self, output_cls: Any, prompt: Any, llm_kwargs: Optional[Dict[str, Any]] = None, **prompt_args: Any) -> Any:
-        """Not offered: raises :class:`~specfuse_core.errors.UnsupportedFeatureError` at once (LlamaIndex's
-        text fallback would generate a whole answer and then fail to parse it)."""
+    # ------------------------------------------------------------------ not offered (yet): fail at once, saying why
+    # (LlamaIndex's text fallback would generate a whole answer and then fail to parse it)
+    def structured_predict(self, *args: Any, **kwargs: Any) -> Any:
         raise _no_structured_output()
 
-    async def astructured_predict(self, output_cls: Any, prompt: Any, llm_kwargs: Optional[Dict[str, Any]] = None, **prompt_args: Any) -> Any:
+    async def astructured_predict(self, *args: Any, **kwargs: Any) -> Any:
         raise _no_structured_output()
 
-    def stream_structured_predict(self, output_cls: Any, prompt: Any, llm_kwargs: Optional[Dict[str, Any]] = None, **prompt_args: Any) -> Any:
+    def stream_structured_predict(self, *args: Any, **kwargs: Any) -> Any:
         raise _no_structured_output()
 
-    async def astream_structured_predict(self, output_cls: Any, prompt: Any, llm_kwargs: Optional[Dict[str, Any]] = None, **prompt_args: Any) -> Any:
+    async def astream_structured_predict(self, *args: Any, **kwargs: Any) -> Any:
         raise _no_structured_output()
 
-    def as_structured_llm(self, output_cls: Any, **kwargs: Any) -> Any:
+    def as_structured_llm(self, *args: Any, **kwargs: Any) -> Any:
         raise _no_structured_output()
 
 
-def _closing_completions(chat_gen: ChatResponseGen) -> CompletionResponseGen:
-    """LlamaIndex's stream converter, closing the chat stream (and so the request) when it is closed."""
-
-    def gen() -> CompletionResponseGen:
-        with closing(chat_gen):
-            yield from stream_chat_response_to_completion_response(chat_gen)
-
-    return gen()
-
-
-def _no_structured_output() -> UnsupportedFeatureError:
-    return UnsupportedFeatureError(
-        "SpecFuseLLM has no structured output (yet): the ensemble has no constrained decoding or function "
-        "calling (metadata.is_function_calling_model is False), and parsing free text from its small members "
-        "fails. Ask for JSON in the prompt and parse the reply yourself (e.g. PydanticOutputParser), "
-        "expecting failures, or use a model that supports structured output"
+def _no_structured_output() -> Exception:
+    return integration.feature_not_offered(
+        "SpecFuseLLM", "structured output", "metadata.is_function_calling_model is False. Ask for JSON in the prompt "
+        "and parse the reply yourself (e.g. PydanticOutputParser), expecting failures",
     )
 
 

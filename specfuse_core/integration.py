@@ -28,7 +28,7 @@ from typing import Any
 
 from .config import EnsembleConfig
 from .engine import AsyncGenerationStream, GenerationStream, SpecFuse
-from .errors import InvalidConversationError, UnsupportedArgumentError
+from .errors import InvalidConversationError, UnsupportedArgumentError, UnsupportedFeatureError
 from .results import GenerationResult, SegmentEvent
 
 PROVIDER = "specfuse"
@@ -247,6 +247,14 @@ def _as_list(stop: str | Sequence[str] | None) -> list[str]:
     if stop is None:
         return []
     return [stop] if isinstance(stop, str) else list(stop)
+
+
+def feature_not_offered(adapter: str, feature: str, instead: str) -> UnsupportedFeatureError:
+    """The error for a framework feature the ensemble lacks (raised up front, before any model work)."""
+    return UnsupportedFeatureError(
+        f"{adapter} has no {feature} (yet): the ensemble has no constrained decoding, and its small members "
+        f"cannot reliably follow a schema. {instead}"
+    )
 
 
 # ---------------------------------------------------------------------- which messages

@@ -9,7 +9,7 @@ import pytest
 from langchain_core.messages import AIMessage, AIMessageChunk, ChatMessage, HumanMessage, SystemMessage, ToolMessage
 
 from langchain_specfuse import ChatSpecFuse
-from langchain_specfuse.chat_models import _to_conversation
+from langchain_specfuse.messages import to_conversation as _to_conversation
 from specfuse_core import SegmentEvent
 from specfuse_core.integration import segment_record as _record
 
