@@ -10,7 +10,7 @@ from langchain_core.messages import AIMessage, AIMessageChunk
 from langchain_core.messages.ai import UsageMetadata
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 
-from specfuse_core.integration import PROVIDER, FinalReport, SegmentStep
+from specfuse_core.integration import PROVIDER, FinalReport, SegmentStep, final_report
 
 
 def final_metadata(final: FinalReport, model_name: str) -> tuple[dict[str, Any], UsageMetadata]:
@@ -32,9 +32,7 @@ def segment_chunk(step: SegmentStep, model_name: str) -> ChatGenerationChunk:
 
 
 def chat_result(steps: list[SegmentStep], model_name: str) -> ChatResult:
-    final = steps[-1].final if steps else None
-    if final is None:
-        raise RuntimeError("the request ended without a final segment")
+    final = final_report(steps)
     metadata, usage = final_metadata(final, model_name)
     response_metadata = {"model_provider": PROVIDER, "segments": [step.record for step in steps], **metadata}
     message = AIMessage(content=final.result.text, response_metadata=response_metadata, usage_metadata=usage)

@@ -5,17 +5,16 @@ counts, usage and trace), a final ``ChatResponse`` (finish reason, counts, round
 from chat streams with LlamaIndex's own converter."""
 
 from contextlib import aclosing, closing
-from typing import Iterator, List
+from typing import AsyncIterator, Iterator, List
 
 from llama_index.core.base.llms.generic_utils import stream_chat_response_to_completion_response
 from llama_index.core.base.llms.types import ChatMessage, ChatResponse, ChatResponseAsyncGen, ChatResponseGen, CompletionResponseGen, MessageRole
 
-from typing import AsyncIterator
-
-from specfuse_core.integration import SegmentStep
+from specfuse_core.integration import SegmentStep, final_report
 
 
 def segment_chunk(step: SegmentStep) -> ChatResponse:
+    """One segment: the text so far, its delta and its record."""
     kwargs, raw = step.record, {"segment": step.event.model_dump()}
     if step.final is not None:
         kwargs, raw = {**kwargs, **step.final.token_counts()}, {**raw, **step.final.details()}
@@ -23,10 +22,10 @@ def segment_chunk(step: SegmentStep) -> ChatResponse:
         message=ChatMessage(role=MessageRole.ASSISTANT, content=step.text), delta=step.event.text, raw=raw, additional_kwargs=kwargs
     )
 
+
 def chat_response(steps: List[SegmentStep]) -> ChatResponse:
-    final = steps[-1].final if steps else None
-    if final is None:
-        raise RuntimeError("the request ended without a final segment")
+    """The whole answer of a request run to its end."""
+    final = final_report(steps)
     raw = {**final.details(), "segments": [step.event.model_dump() for step in steps]}
     return ChatResponse(message=ChatMessage(role=MessageRole.ASSISTANT, content=final.result.text), raw=raw, additional_kwargs=final.summary())
 

@@ -337,15 +337,24 @@ async def aopen_stream(lazy: LazyEnsemble, source: EnsembleSource, conversation:
     return await asyncio.to_thread(ensemble.astream, conversation, config)
 
 
+class _StepMaker:
+    """Turns a stream's events into steps (text so far; the final report on the finishing one)."""
+
+    def __init__(self, stream: GenerationStream | AsyncGenerationStream) -> None:
+        self.stream, self.text = stream, ""
+
+    def __call__(self, event: SegmentEvent) -> SegmentStep:
+        self.text += event.text
+        return SegmentStep(event, self.text, FinalReport(self.stream.result()) if event.finish_reason else None)
+
+
 def segment_steps(stream: GenerationStream) -> Iterator[SegmentStep]:
     """The request's segments as steps; the request is closed when the iteration ends or is abandoned."""
-    text = ""
+    make = _StepMaker(stream)
     try:
         for event in stream:
-            text += event.text
-            final = FinalReport(stream.result()) if event.finish_reason else None
-            yield SegmentStep(event, text, final)
-            if final is not None:
+            yield (step := make(event))
+            if step.final is not None:
                 return
     finally:
         stream.close()
@@ -353,30 +362,18 @@ def segment_steps(stream: GenerationStream) -> Iterator[SegmentStep]:
 
 async def asegment_steps(stream: AsyncGenerationStream) -> AsyncIterator[SegmentStep]:
     """:func:`segment_steps` for async streams (one worker-thread hop per segment, none after the last)."""
-    text = ""
+    make = _StepMaker(stream)
     try:
         async for event in stream:
-            text += event.text
-            final = FinalReport(stream.result()) if event.finish_reason else None
-            yield SegmentStep(event, text, final)
-            if final is not None:
+            yield (step := make(event))
+            if step.final is not None:
                 return
     finally:
         await stream.aclose()
 
 
-def last_step(steps: Iterable[SegmentStep]) -> tuple[list[SegmentStep], FinalReport]:
-    """Run a request to its end: every step, and the final report."""
-    collected = list(steps)
-    return collected, _final_of(collected)
-
-
-async def alast_step(steps: AsyncIterator[SegmentStep]) -> tuple[list[SegmentStep], FinalReport]:
-    collected = [step async for step in steps]
-    return collected, _final_of(collected)
-
-
-def _final_of(steps: list[SegmentStep]) -> FinalReport:
+def final_report(steps: Sequence[SegmentStep]) -> FinalReport:
+    """The report of a request run to its end (its last step carries it)."""
     final = steps[-1].final if steps else None
     if final is None:  # a request always ends with a finishing segment; a closed one has none
         raise RuntimeError("the request ended without a final segment (was it closed?)")
