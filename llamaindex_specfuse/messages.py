@@ -9,7 +9,8 @@ from llama_index.core.base.llms.types import (
     TextBlock,
     ThinkingBlock,
 )
-from specfuse_core.errors import InvalidConversationError
+from specfuse_core import InvalidConversationError
+from specfuse_core.integration import TOOL_ROLES, tool_message_error
 
 CoreMessage = Dict[str, str]
 
@@ -21,10 +22,8 @@ ROLE_MAP: Dict[str, str] = {
     MessageRole.ASSISTANT.value: "assistant",
     MessageRole.MODEL.value: "assistant",
     MessageRole.CHATBOT.value: "assistant",
-    # No member has a tool protocol: tool / function results are shown to it as user turns.
-    MessageRole.TOOL.value: "user",
-    MessageRole.FUNCTION.value: "user",
 }
+# Tool and function results are refused (the ensemble has no tool calling; see specfuse_core.integration).
 
 # Blocks that carry no prompt text for a local text model and are skipped.
 _SKIPPED_BLOCKS = (ThinkingBlock, CachePoint)
@@ -68,7 +67,7 @@ def to_core_messages(messages: Sequence[ChatMessage]) -> List[CoreMessage]:
     messages into one (several chat templates accept a single leading system message only).
 
     Raises :class:`specfuse_core.errors.InvalidConversationError` (a ``ValueError``) for unknown
-    roles, non-text content, or a conversation the core rejects (empty, only system messages).
+    roles, tool or function results, non-text content, or a conversation the core rejects (empty, only system messages).
     """
     if isinstance(messages, (str, bytes)) or not isinstance(messages, Sequence):
         raise InvalidConversationError(
@@ -78,6 +77,8 @@ def to_core_messages(messages: Sequence[ChatMessage]) -> List[CoreMessage]:
     for index, message in enumerate(messages):
         if not isinstance(message, ChatMessage):
             raise InvalidConversationError(f"message {index} is a {type(message).__name__}, not a ChatMessage")
+        if _role(message) in TOOL_ROLES:
+            raise tool_message_error("SpecFuseLLM", index, _role(message))
         role = ROLE_MAP.get(_role(message))
         if role is None:
             raise InvalidConversationError(

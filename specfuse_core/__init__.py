@@ -1,5 +1,12 @@
-"""specfuse_core: segment-level ensembling (SpecFuse / SpecEM) of local causal LMs."""
+"""specfuse_core: segment-level ensembling (SpecFuse / SpecEM) of local causal LMs.
 
+Importing the package does not import torch: the transformers member (:class:`Member`, from
+:mod:`specfuse_core.local`) loads on first access, so remote-only users never pay for it.
+"""
+
+from typing import Any
+
+from .backend import Candidate, Draft, MemberBackend, MemberSession, MemberUsage, Sampling
 from .config import EnsembleConfig
 from .engine import AsyncGenerationStream, GenerationStream, SpecFuse
 from .errors import (
@@ -17,7 +24,6 @@ from .errors import (
     UnsafeCheckpointError,
     UnsupportedFeatureError,
 )
-from .member import Candidate, Member, MemberSession
 from .prompt_format import PlainPromptFormat
 from .results import GenerationResult, MemberFault, RoundTrace, SegmentEvent, Trace, Usage
 
@@ -25,6 +31,7 @@ __all__ = [
     "AllMembersFailedError",
     "AsyncGenerationStream",
     "Candidate",
+    "Draft",
     "ChecksumMismatchError",
     "ContextWindowExceededError",
     "DuplicateMemberError",
@@ -33,8 +40,10 @@ __all__ = [
     "GenerationStream",
     "InvalidConversationError",
     "Member",
+    "MemberBackend",
     "MemberFault",
     "MemberSession",
+    "MemberUsage",
     "MissingModelPackageError",
     "ModelLoadError",
     "ModelNotFoundError",
@@ -42,6 +51,7 @@ __all__ = [
     "PlainPromptFormat",
     "PresetNotFoundError",
     "RoundTrace",
+    "Sampling",
     "SegmentEvent",
     "SpecFuse",
     "SpecFuseError",
@@ -50,3 +60,12 @@ __all__ = [
     "UnsafeCheckpointError",
     "UnsupportedFeatureError",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """Torch-backed names, imported on first use."""
+    if name == "Member":
+        from .local.member import Member
+
+        return Member
+    raise AttributeError(f"module 'specfuse_core' has no attribute {name!r}")

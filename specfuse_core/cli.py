@@ -18,6 +18,7 @@ from rich.text import Text
 from .config import EnsembleConfig
 from .engine import SpecFuse
 from .errors import SpecFuseError
+from .integration import core_default
 from .evaluation.command import add_calibrate_arguments, add_eval_arguments, run_calibrate_command, run_eval_command
 from .results import GenerationResult
 from .serve.command import add_serve_arguments, run_serve_command
@@ -39,12 +40,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     chat.add_argument("--remote-api-key-env", default=None, metavar="VAR", help="environment variable holding the remote servers' API key")
     chat.add_argument("--system", default=None, help="a system message")
-    chat.add_argument("--max-tokens", type=int, default=128, help="max new tokens, counted in the first member's tokens")
-    chat.add_argument("--temperature", type=float, default=0.0)
-    chat.add_argument("--top-p", type=float, default=1.0)
-    chat.add_argument("--seed", type=int, default=None)
-    chat.add_argument("--segment-tokens", type=int, default=10)
-    chat.add_argument("--weighting", choices=["uniform", "hedge"], default="uniform")
+    # defaults are EnsembleConfig's own (one place): a flag left out leaves the field at its default
+    chat.add_argument("--max-tokens", type=int, default=core_default("max_new_tokens"), help="max new tokens, counted in the first member's tokens (default: %(default)s)")
+    chat.add_argument("--temperature", type=float, default=core_default("temperature"))
+    chat.add_argument("--top-p", type=float, default=core_default("top_p"))
+    chat.add_argument("--seed", type=int, default=core_default("seed"))
+    chat.add_argument("--segment-tokens", type=int, default=core_default("segment_tokens"))
+    chat.add_argument("--weighting", choices=["uniform", "hedge"], default=core_default("weighting"))
     chat.add_argument("--model-exit", action="store_true", help="drop members that keep losing")
     chat.add_argument("--stop", action="append", default=[], help="stop string (repeatable)")
     chat.add_argument("--trace", action="store_true", help="print a per-round table after the answer")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -11,7 +10,7 @@ from typing import Any
 from .calibration import Calibration
 from .config import EnsembleConfig
 from .errors import DuplicateMemberError, UnknownMemberNameError
-from .member import Member
+from .backend import MemberBackend
 from .messages import Conversation, normalize_conversation
 from .fair_lock import FairLock
 from .results import GenerationResult, SegmentEvent
@@ -44,7 +43,7 @@ class SpecFuse:
     """
 
     def __init__(
-        self, members: Sequence[Member], config: EnsembleConfig | None = None, calibration: "Calibration | str | Path | None" = None
+        self, members: Sequence[MemberBackend], config: EnsembleConfig | None = None, calibration: "Calibration | str | Path | None" = None
     ) -> None:
         """``calibration``: a :class:`Calibration` or its JSON file (``specfuse calibrate``): fills the trust
         settings (member_weights, roles, lead_member, gate_threshold) that a request leaves unset."""
@@ -116,7 +115,7 @@ class SpecFuse:
 
     # ------------------------------------------------------------------ token counting
     @property
-    def counting_member(self) -> Member:
+    def counting_member(self) -> MemberBackend:
         """The member whose tokenizer counts ``max_new_tokens`` and usage: the first one."""
         return self.members[0]
 

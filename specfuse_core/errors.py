@@ -31,8 +31,8 @@ class ContextWindowExceededError(SpecFuseError, ValueError):
         )
 
 
-class PresetNotFoundError(SpecFuseError, KeyError):
-    """A preset name that does not exist."""
+class PresetNotFoundError(SpecFuseError, KeyError, ValueError):
+    """A preset name that does not exist (a ``KeyError`` for lookups, a ``ValueError`` for settings)."""
 
     def __str__(self) -> str:  # KeyError quotes its message; keep it readable
         return str(self.args[0])
@@ -59,6 +59,11 @@ class ModelLoadError(SpecFuseError, RuntimeError):
 class UnsupportedFeatureError(SpecFuseError, NotImplementedError):
     """A framework feature the ensemble does not offer (yet): tool calling, structured output, JSON
     mode. Raised up front, before any model work, with what to use instead."""
+
+
+class UnsupportedArgumentError(SpecFuseError, ValueError):
+    """A per-call argument that is neither an ``EnsembleConfig`` field (or alias) nor a framework argument
+    the adapter knows: refused, not dropped, so a typo never goes unnoticed."""
 
 
 class ChecksumMismatchError(SpecFuseError):

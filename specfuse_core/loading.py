@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .member import Member
 from .model_specs import resolve_model_spec
 from .presets import preset_members, resolve_preset_member
 from .prompt_format import PlainPromptFormat
 
-_loaded: dict[tuple, Member] = {}
+if TYPE_CHECKING:  # loading a member needs torch; naming and checking them does not
+    from .local.member import Member
+
+_loaded: dict[tuple, "Member"] = {}
 _locks: dict[tuple, threading.Lock] = {}
 _guard = threading.Lock()
 
@@ -21,7 +23,7 @@ def _key(kind: str, source: str, name: str, kwargs: dict[str, Any]) -> tuple:
     return (kind, source, name, tuple(sorted((k, repr(v)) for k, v in kwargs.items())))
 
 
-def cached_member(kind: str, source: str, name: str, **kwargs: Any) -> Member:
+def cached_member(kind: str, source: str, name: str, **kwargs: Any) -> "Member":
     """Load (once per process) a member from a directory/hub id (``kind="pretrained"``), a GGUF file
     (``"gguf"``) or a preset entry (``"preset"``, source = "preset_name/member_name")."""
     key = _key(kind, source, name, kwargs)
@@ -35,7 +37,9 @@ def cached_member(kind: str, source: str, name: str, **kwargs: Any) -> Member:
         return _loaded[key]
 
 
-def _load(kind: str, source: str, name: str, kwargs: dict[str, Any]) -> Member:
+def _load(kind: str, source: str, name: str, kwargs: dict[str, Any]) -> "Member":
+    from .local.member import Member
+
     if kind == "pretrained":
         return Member.from_pretrained(source, name=name, **kwargs)
     if kind == "gguf":
@@ -48,7 +52,7 @@ def _load(kind: str, source: str, name: str, kwargs: dict[str, Any]) -> Member:
     raise ValueError(f"unknown member kind {kind!r}")
 
 
-def load_preset_members(preset: str, **kwargs: Any) -> list[Member]:
+def load_preset_members(preset: str, **kwargs: Any) -> list["Member"]:
     return [cached_member("preset", f"{preset}/{m.name}", m.name, **kwargs) for m in preset_members(preset)]
 
 
@@ -65,7 +69,7 @@ def check_model_specs(specs: list[str]) -> None:
         resolve_model_spec(spec)
 
 
-def model_spec_member(spec: str, **kwargs: Any) -> Member:
+def model_spec_member(spec: str, **kwargs: Any) -> "Member":
     """A member from a CLI/adapter string: a ``.gguf`` file, or a model directory / hub id
     (checked first by :func:`~specfuse_core.model_specs.resolve_model_spec`)."""
     kind, source = resolve_model_spec(spec)

@@ -6,14 +6,10 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from .backend import MemberUsage
+
 FinishReason = Literal["stop", "length", "stop_sequence", "timeout"]
 FaultPhase = Literal["start", "draft", "score", "accept"]
-
-
-class MemberUsage(BaseModel):
-    drafted_tokens: int = 0
-    verified_tokens: int = 0
-    forward_calls: int = 0
 
 
 class Usage(BaseModel):

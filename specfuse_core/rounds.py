@@ -1,6 +1,7 @@
-"""One request's round loop: draft, align, verify, combine, accept, exit, stop.
+"""One request's round loop: draft -> judge -> accept -> finish.
 
-Written as a step function (one call = one round = one accepted segment) so the sync stream, the
+The request runs members (drafting, scoring, accepting, with fault handling) and keeps the response;
+every decision about trust and winners is the :class:`~specfuse_core.judge.Judge`'s. Written as a step function (one call = one round = one accepted segment) so the sync stream, the
 async stream and ``generate`` all drive the same code.
 
 A member that raises (any ``Exception``) is taken out of the request and reported as a
@@ -16,26 +17,14 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import numpy as np
-
+from .backend import Candidate, Draft, MemberBackend, MemberSession, Sampling
 from .config import EnsembleConfig
 from .errors import AllMembersFailedError, ContextWindowExceededError, NoCandidatesError
-from .member import Candidate, Draft, Member, MemberSession
+from .judge import Judge, RoundVerdict, merge_drafts
 from .messages import Conversation, last_user_text
-from .results import (
-    CandidateTrace,
-    FaultPhase,
-    GenerationResult,
-    MemberFault,
-    MemberUsage,
-    RoundTrace,
-    SegmentEvent,
-    Trace,
-    Usage,
-)
-from .sampling import TokenChooser
-from .scoring import HedgeWeights, combine, consensus_shares, members_to_exit, normalize_scores, pick_winner
-from .text_align import end_of_turn_holdback, end_of_turn_position, repetition_share, stop_holdback, stop_position
+from .results import FaultPhase, GenerationResult, MemberFault, SegmentEvent, Trace, Usage
+from .scoring import HedgeWeights
+from .text_align import end_of_turn_holdback, end_of_turn_position, stop_holdback, stop_position
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +32,7 @@ logger = logging.getLogger(__name__)
 class EnsembleRequest:
     def __init__(
         self,
-        members: Sequence[Member],
+        members: Sequence[MemberBackend],
         conversation: Conversation,
         config: EnsembleConfig,
         hedge: HedgeWeights,
@@ -51,6 +40,7 @@ class EnsembleRequest:
         self.config = config
         self.members = {m.name: m for m in members}
         self.hedge = hedge
+        self.judge = Judge(config, hedge, [m.name for m in members], last_user_text(conversation))
         self.trace = Trace()
         self.reserve = config.round_reserve
         self.deadline = None if config.timeout_s is None else time.monotonic() + config.timeout_s
@@ -61,9 +51,9 @@ class EnsembleRequest:
         self.sessions: dict[str, MemberSession] = {}
         for index, member in enumerate(members):
             seed = None if config.seed is None else config.seed + index
-            chooser = TokenChooser(config.temperature, config.top_p, config.top_k, seed)
+            sampling = Sampling(config.temperature, config.top_p, config.top_k, seed)
             try:
-                self.sessions[member.name] = member.start(conversation, chooser, reserved=self.reserve)
+                self.sessions[member.name] = member.start(conversation, sampling, reserved=self.reserve)
             except ContextWindowExceededError as error:
                 if config.context_overflow != "skip_member":
                     raise
@@ -81,8 +71,6 @@ class EnsembleRequest:
         # also when split across segments (each member's draft only sees its own segment).
         self.end_texts = tuple(dict.fromkeys(t for n in self.sessions for t in getattr(self.members[n], "end_of_turn_texts", ())))
         self.active: list[str] = list(self.sessions)
-        self.quality = {name: 0.0 for name in self.active}
-        self.history = last_user_text(conversation)
         self.prompt_tokens = self.sessions[self.counter].prompt_tokens
         self.released = 0
         self.finish_reason: str | None = None
@@ -132,9 +120,7 @@ class EnsembleRequest:
 
     def usage(self) -> Usage:
         completion = self._count("count_tokens", self.response) if self.response else 0
-        members = {
-            name: MemberUsage(**vars(session.counters)) for name, session in self.sessions.items()
-        }
+        members = {name: session.counters.model_copy() for name, session in self.sessions.items()}
         return Usage(
             prompt_tokens=self.prompt_tokens,
             completion_tokens=completion,
@@ -144,87 +130,70 @@ class EnsembleRequest:
 
     # ------------------------------------------------------------------ the round
     def _round(self) -> SegmentEvent:
-        config = self.config
         self.rounds += 1
-
         started = time.perf_counter()
         drafts, gated = self._draft_round()
+        drafted = time.perf_counter()
+        verdict = self._judge(drafts, gated)
+        verified = time.perf_counter()
+        finish = self._accept(verdict)
+        exited = self._model_exit() if finish is None else []
+
+        round_trace = verdict.trace(self.rounds, drafts, exited, gated)
+        round_trace.draft_seconds = drafted - started
+        round_trace.verify_seconds = verified - drafted
+        self.trace.rounds.append(round_trace)
+        self.trace.wins[verdict.winner_member] = self.trace.wins.get(verdict.winner_member, 0) + 1
+        self.trace.final_weights = self.judge.weights(list(self.sessions))
+        if finish is not None:
+            self.finish_reason = finish
+        return self._event(verdict, list(drafts), finish)
+
+    def _judge(self, drafts: dict[str, Draft], gated: bool) -> RoundVerdict:
+        """Merge the drafts into candidates, let the verifiers score them if a vote is needed, and
+        hand everything to the judge."""
         drafters = list(drafts)
         single = len(drafters) == 1 and not self._verifiers_besides(drafters)
-        drafted = time.perf_counter()
-        candidates, proposers = self._candidates(drafters, list(drafts.values()))
-
+        candidates, proposers = merge_drafts(drafts)
         verifiers = self._verifiers()
-        weights = self._weights(verifiers if not single else drafters)
-        repetition = np.zeros(len(candidates))
-        consensus = np.zeros(len(candidates))
         scored: dict[str, list[float]] = {}
-        if not (gated or single or len(candidates) == 1):
-            scoring = self._scoring_candidates(candidates)
+        if self.judge.needs_vote(gated, single, candidates):
+            scoring = self.judge.scoring_candidates(candidates)
             scored = self._each("score", verifiers, lambda v: self.sessions[v].score(self.response, scoring))
-        if not scored:  # nothing to compare, the lead was sure, or every verifier failed: the earliest candidate wins
-            normalized: dict[str, np.ndarray] = {}
-            combined = np.ones(len(candidates)) / len(candidates)
-            winner = 0
-        else:
-            normalized = {v: normalize_scores(s, config.normalization, config.score_temperature) for v, s in scored.items()}
-            combined = combine(normalized, weights, proposers, config.exclude_self_vote)
-            if config.repetition_penalty:
-                repetition = np.array([repetition_share(c.text, self.history + "\n" + self.response) for c in candidates])
-                combined = combined - config.repetition_penalty * repetition
-            if config.consensus_weight:
-                consensus = consensus_shares([c.text for c in candidates], proposers, {n: d.text for n, d in drafts.items()})
-                combined = combined + config.consensus_weight * consensus
-            winner = pick_winner(combined)
-            if config.weighting == "hedge":
-                peer_scores = combine(normalized, weights, proposers, exclude_self_vote=True)
-                self.hedge.update(peer_scores, {m: i for i, names in enumerate(proposers) for m in names})
-        verified = time.perf_counter()
+        # nothing voted (the lead was sure, one candidate, or every verifier failed): the earliest candidate wins
+        return self.judge.decide(candidates, proposers, drafts, scored, verifiers if not single else drafters, self.response)
 
-        for index, names in enumerate(proposers):
-            for name in names:
-                self.quality[name] += float(combined[index])
-
-        chosen = candidates[winner]
-        response = self.response + chosen.text
+    def _accept(self, verdict: RoundVerdict) -> str | None:
+        """Append the winner for every member, apply the finish rules; returns the finish reason."""
+        winner, proposers = verdict.winner, verdict.proposers
+        response = self.response + verdict.chosen.text
+        scored = verdict.scored
         self._each(
             "accept",
             self._healthy(),
             lambda name: self.sessions[name].accept(response, winner if name in scored else None, own_draft=name in proposers[winner]),
         )
-        finish, response = self._finish_checks(chosen, response)
+        finish, response = self._finish_checks(verdict.chosen, response)
         if finish is None and self._expired():
             finish = "timeout"
         self.response = response
+        return finish
 
-        exited = self._model_exit() if finish is None else []
-        round_trace = self._round_trace(
-            candidates, proposers, scored, normalized, repetition, combined, winner, weights, drafters, list(scored), exited
-        )
-        for index, candidate in enumerate(round_trace.candidates):
-            candidate.consensus = float(consensus[index])
-            candidate.draft_logprobs = {n: drafts[n].mean_logprob for n in proposers[index] if drafts[n].mean_logprob is not None}
-        round_trace.gated = gated
-        round_trace.draft_seconds = drafted - started
-        round_trace.verify_seconds = verified - drafted
-        self.trace.rounds.append(round_trace)
-        self.trace.wins[round_trace.winner_member] = self.trace.wins.get(round_trace.winner_member, 0) + 1
-        self.trace.final_weights = self._weights(list(self.sessions))
-        if finish is not None:
-            self.finish_reason = finish
-
-        held = max(stop_holdback(self.response, config.stop), end_of_turn_holdback(self.response, self.end_texts))
+    def _event(self, verdict: RoundVerdict, drafters: list[str], finish: str | None) -> SegmentEvent:
+        """The round's segment: the text that may be shown now (a suffix that could still become a stop
+        string or an end of turn is held back until the next round or the end)."""
+        held = max(stop_holdback(self.response, self.config.stop), end_of_turn_holdback(self.response, self.end_texts))
         visible_end = len(self.response) if finish else len(self.response) - held
         text = self.response[self.released : max(self.released, visible_end)]
         self.released += len(text)
         faults, self._round_faults = self._round_faults, []  # this round's (and the first round: start's)
         return SegmentEvent(
             text=text,
-            segment=chosen.text,
+            segment=verdict.chosen.text,
             round=self.rounds,
-            member=proposers[winner][0],
-            proposers=list(proposers[winner]),
-            scores={name: float(combined[i]) for i, names in enumerate(proposers) for name in names},
+            member=verdict.winner_member,
+            proposers=list(verdict.proposers[verdict.winner]),
+            scores=verdict.member_scores(),
             active_members=drafters,
             finish_reason=finish,
             faults=faults,
@@ -245,11 +214,10 @@ class EnsembleRequest:
             def draft(name: str) -> Draft:
                 return self.sessions[name].draft(self.response, config.segment_tokens, align=align)
 
-            lead = self._lead(drafting)
+            lead = self.judge.lead(drafting)
             if lead is not None:
                 drafts = self._each("draft", [lead], draft)
-                confidence = drafts[lead].mean_logprob if lead in drafts else None
-                if confidence is not None and confidence >= config.gate_threshold:
+                if self.judge.confident(drafts.get(lead)):
                     return drafts, True
                 drafts.update(self._each("draft", [n for n in self._drafters() if n != lead], draft))
                 drafts = {n: drafts[n] for n in self.sessions if n in drafts}  # member order
@@ -257,65 +225,20 @@ class EnsembleRequest:
                 drafts = self._each("draft", drafting, draft)
         return drafts, False
 
-    def _lead(self, drafting: list[str]) -> str | None:
-        """The gating lead, when gating is on and the lead is still drafting alongside others."""
-        config = self.config
-        if config.gate_threshold is None or len(drafting) < 2:
-            return None
-        lead = config.lead_member or max(drafting, key=lambda n: config.member_weights.get(n, 1.0))
-        return lead if lead in drafting else None
-
     def _drafters(self) -> list[str]:
-        """Active members allowed to draft (all of them if roles would leave nobody)."""
-        roles = self.config.roles
-        drafting = [n for n in self.active if roles.get(n, "both") != "verify"]
-        return drafting or list(self.active)
+        return self.judge.drafters(self.active)
 
     def _verifiers_besides(self, drafters: list[str]) -> list[str]:
         return [n for n in self._verifiers() if n not in drafters]
 
-    def _scoring_candidates(self, candidates: list[Candidate]) -> list[Candidate]:
-        """What verifiers score. Under ``end_of_turn_scoring="text_only"`` a finished candidate with text is
-        scored on its text alone, like an unfinished one (an empty finished candidate keeps its end token)."""
-        if self.config.end_of_turn_scoring == "token":
-            return candidates
-        return [Candidate(c.text, c.finished and not c.text) for c in candidates]
-
-    def _candidates(self, drafters: list[str], drafts: list[Draft]) -> tuple[list[Candidate], list[list[str]]]:
-        """Distinct candidates in member order, each with every member that proposed it."""
-        index: dict[Candidate, int] = {}
-        candidates: list[Candidate] = []
-        proposers: list[list[str]] = []
-        for name, draft in zip(drafters, drafts):
-            key = Candidate(draft.text, draft.finished)
-            if not key.text and not key.finished:
-                continue  # nothing to propose this round (e.g. only special tokens)
-            if key not in index:
-                index[key] = len(candidates)
-                candidates.append(key)
-                proposers.append([])
-            proposers[index[key]].append(name)
-        if not candidates:  # every member produced nothing: treat it as ending the turn
-            candidates, proposers = [Candidate("", True)], [list(drafters)]
-        return candidates, proposers
-
     def _verifiers(self) -> list[str]:
         """Members that score candidates: active (or, with ``exited_members_verify``, every healthy
         member), less those whose role is draft-only (unless that would leave no verifier)."""
-        pool = self._healthy() if self.config.exited_members_verify else list(self.active)
-        roles = self.config.roles
-        return [n for n in pool if roles.get(n, "both") != "draft"] or pool
+        return self.judge.verifiers(self._healthy() if self.config.exited_members_verify else self.active)
 
     def _healthy(self) -> list[str]:
         """Members still in the request (exited ones included), in member order."""
         return [name for name in self.sessions if name not in self.faulted]
-
-    def _weights(self, names: list[str]) -> dict[str, float]:
-        """Vote weights: Hedge's (which start from ``member_weights``), else the prior ``member_weights``."""
-        if self.config.weighting == "hedge":
-            snapshot = self.hedge.snapshot()
-            return {n: snapshot[n] for n in names}
-        return {n: self.config.member_weights.get(n, 1.0) for n in names}
 
     def _finish_checks(self, chosen: Candidate, response: str) -> tuple[str | None, str]:
         config = self.config
@@ -344,41 +267,10 @@ class EnsembleRequest:
         return finish, response
 
     def _model_exit(self) -> list[str]:
-        config = self.config
-        if not config.model_exit or self.rounds < config.exit_warmup_rounds or len(self.active) <= config.min_members:
-            return []
-        verify_only = {n for n in self.active if config.roles.get(n, "both") == "verify"}
-        leaving = members_to_exit(  # verify-only members propose nothing, so they never compete to stay
-            {n: self.quality[n] for n in self.active if n not in verify_only}, config.exit_temperature, config.exit_threshold, config.min_members
-        )
+        leaving = self.judge.exits(self.active, self.rounds)
         self.active = [n for n in self.active if n not in leaving]
         self.trace.exited.extend(leaving)
         return leaving
-
-    def _round_trace(
-        self, candidates, proposers, scored, normalized, repetition, combined, winner, weights, drafters, verifiers, exited
-    ) -> RoundTrace:
-        return RoundTrace(
-            round=self.rounds,
-            candidates=[
-                CandidateTrace(
-                    text=c.text,
-                    finished=c.finished,
-                    proposers=list(proposers[i]),
-                    mean_logprobs={v: s[i] for v, s in scored.items()},
-                    normalized={v: float(n[i]) for v, n in normalized.items()},
-                    repetition=float(repetition[i]),
-                    combined=float(combined[i]),
-                )
-                for i, c in enumerate(candidates)
-            ],
-            winner=winner,
-            winner_member=proposers[winner][0],
-            weights=weights,
-            active_members=drafters,
-            verifiers=verifiers if scored else [],
-            exited=exited,
-        )
 
     # ------------------------------------------------------------------ faults and time
     def _each(self, phase: FaultPhase, names: list[str], work: Callable[[str], Any]) -> dict[str, Any]:

@@ -1,32 +1,5 @@
-"""Choosing a draft token: greedy, or sampled with transformers' own logits warpers and a seeded generator."""
+"""Old import path: the token chooser lives in :mod:`specfuse_core.local.sampling` (it needs torch)."""
 
-from __future__ import annotations
+from .local.sampling import TokenChooser
 
-import torch
-from transformers import LogitsProcessorList, TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
-
-
-class TokenChooser:
-    def __init__(self, temperature: float = 0.0, top_p: float = 1.0, top_k: int = 0, seed: int | None = None) -> None:
-        self.greedy = temperature == 0.0
-        self.warpers = LogitsProcessorList()
-        self.generator: torch.Generator | None = None
-        if not self.greedy:
-            self.warpers.append(TemperatureLogitsWarper(temperature))
-            if top_k > 0:
-                self.warpers.append(TopKLogitsWarper(top_k))
-            if top_p < 1.0:
-                self.warpers.append(TopPLogitsWarper(top_p))
-            self.generator = torch.Generator()
-            if seed is not None:
-                self.generator.manual_seed(seed)
-            else:
-                self.generator.seed()
-
-    def choose(self, logits: torch.Tensor) -> int:
-        """``logits``: the next-token logits row of one position."""
-        if self.greedy:
-            return int(torch.argmax(logits))
-        scores = self.warpers(None, logits[None].float())
-        probs = torch.softmax(scores, dim=-1).cpu()
-        return int(torch.multinomial(probs, 1, generator=self.generator)[0, 0])
+__all__ = ["TokenChooser"]

@@ -145,30 +145,3 @@ class TokenizerView:
                 return token_id, None
         return self.tokenizer.eos_token_id, None
 
-
-class TextMember:
-    """The text surface the engine uses from a member (encode, decode, render, prompt tokens), for
-    any member class that keeps a :class:`TokenizerView` in ``self.tokens``."""
-
-    tokens: TokenizerView
-
-    def encode(self, text: str) -> list[int]:
-        """Tokens of plain text (special-token spellings stay text)."""
-        return self.tokens.encode(text)
-
-    def decode(self, ids: Sequence[int]) -> str:
-        return self.tokens.decode(ids)
-
-    def render(self, conversation: Conversation) -> str:
-        return self.tokens.render(conversation)
-
-    @property
-    def end_of_turn_texts(self) -> tuple[str, ...]:
-        """Texts that end this member's turn (plain format: ``"\\nUser:"``, ``"\\nSystem:"``; chat
-        members end with a token instead). The engine ends the request where the accepted response
-        spells one, also across segments."""
-        return self.tokens.stop_strings
-
-    def prompt_ids(self, conversation: Conversation) -> list[int]:
-        """The rendered prompt's tokens; message text cannot forge the template's control tokens."""
-        return self.tokens.prompt_ids(conversation)

@@ -4,10 +4,14 @@ the real tiny preset itself (loaded once per test session)."""
 from __future__ import annotations
 
 import os
+import sys
+from pathlib import Path
 
 import pytest
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# examples/minilm.py holds the one copy of the RAG tests' sentence embeddings
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
 
 # Hypothesis: a machine that once found a failing example replays it from its local .hypothesis/
 # database on every later run. CI must not depend on such a database: with CI set, examples are

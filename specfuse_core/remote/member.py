@@ -10,21 +10,20 @@ once and a round takes as long as its slowest member, not the sum.
 
 from __future__ import annotations
 
+import random
 import threading
 import time
 from collections.abc import Sequence
 from typing import Any
 
-from ..errors import ContextWindowExceededError
-from ..member import Candidate, Draft, MemberCounters, MemberSession
+from ..backend import Candidate, Draft, Sampling, TextMember, TextSession
 from ..messages import Conversation
-from ..sampling import TokenChooser
-from ..text_align import REPLACEMENT_CHAR, cut_to_word_boundary
+from ..text_align import REPLACEMENT_CHAR
 from .client import CompletionsClient
 from .config import RemoteMemberConfig
 from .errors import RemoteConfigError, RemoteMemberError, RemotePromptError, RemoteProtocolError
 from .offsets import EchoedPrompt, candidate_token_indices, echoed_prompt, generated_per_choice, mean_logprob
-from ..tokenizer_view import TextMember, TokenizerView
+from ..tokenizer_view import TokenizerView
 from .tokens import load_tokenizer
 
 # Score of an empty, unfinished candidate: nothing to score, so it must never win (the engine drops
@@ -45,12 +44,11 @@ class RemoteMember(TextMember):
         if tokenizer is not None and config.chat_template is not None:
             source.chat_template = config.chat_template
         self.tokens = TokenizerView(source, config.plain_prompt)
-        self.plain_prompt = self.tokens.plain_prompt
         # The text sent after a finished candidate: the end-of-turn token as the server parses it, or
-        # a plain-format member's ending text.
-        self.end_of_turn_text = self.tokens.end_of_turn_token or self.tokens.end_of_turn_text
+        # a plain-format member's ending text (``end_of_turn_text``).
+        self.finished_suffix = self.tokens.end_of_turn_token or self.tokens.end_of_turn_text
         self.ends_with_special = self.tokens.end_of_turn_id is not None
-        if not self.end_of_turn_text:
+        if not self.finished_suffix:
             raise RemoteConfigError(f"member {self.name!r}: the tokenizer has a chat template but no end-of-turn or EOS token")
         self.client = CompletionsClient(config)
         self._batching = config.score_batching
@@ -73,18 +71,14 @@ class RemoteMember(TextMember):
             "device": self.device,
         }
 
-    def start(self, conversation: Conversation, chooser: TokenChooser, reserved: int = 0) -> "RemoteSession":
+    def start(self, conversation: Conversation, sampling: Sampling, reserved: int = 0) -> "RemoteSession":
         forged = [i for i, m in enumerate(conversation) if self.tokens.spells_special(m["content"])]
         if forged:
             raise RemotePromptError(
                 f"message(s) {forged} spell a special token of member {self.name!r}; a completions server "
                 "would parse it as a control token, so this member sits the request out"
             )
-        prompt_text = self.render(conversation)
-        prompt_ids = self.tokens.prompt_ids(conversation)
-        if len(prompt_ids) + reserved >= self.context_window:
-            raise ContextWindowExceededError(self.name, len(prompt_ids), self.context_window, reserved)
-        return RemoteSession(self, prompt_text, prompt_ids, chooser)
+        return RemoteSession(self, self.render(conversation), self.fitting_prompt_ids(conversation, reserved), sampling)
 
     def close(self) -> None:
         """Close the pooled connections (the member is unusable afterwards)."""
@@ -129,34 +123,17 @@ class RemoteMember(TextMember):
         return [echoed_prompt(c.get("logprobs"), g) for c, g in zip(choices, generated)]
 
 
-class RemoteSession(MemberSession):
+class RemoteSession(TextSession):
     """A remote member inside one request."""
 
-    def __init__(self, member: RemoteMember, prompt_text: str, prompt_ids: list[int], chooser: TokenChooser) -> None:
-        self.member = member
-        self.name = member.name
-        self.counters = MemberCounters()
+    member: RemoteMember
+
+    def __init__(self, member: RemoteMember, prompt_text: str, prompt_ids: list[int], sampling: Sampling) -> None:
+        super().__init__(member, prompt_ids)
         self.prompt_text = prompt_text
-        self.prompt_ids = prompt_ids
-        self.response_text = ""
-        self.response_ids: list[int] = []
-        self.sampling, self._seed = sampling_params(chooser)
+        self.sampling, self._seed = sampling_params(sampling)
         self._drafts = 0
         self.timings: list[tuple[int, str, float]] = []  # (round, "draft"/"score", seconds) of each HTTP exchange
-
-    @property
-    def prompt_tokens(self) -> int:
-        return len(self.prompt_ids)
-
-    @property
-    def context_tokens(self) -> int:
-        return len(self.prompt_ids) + len(self.response_ids)
-
-    def _view(self, response: str) -> list[int]:
-        if response != self.response_text:
-            self.response_ids = self.member.encode(response)
-            self.response_text = response
-        return self.response_ids
 
     # ------------------------------------------------------------------ draft
     def draft(self, response: str, max_tokens: int, align: bool = True) -> Draft:
@@ -180,13 +157,7 @@ class RemoteSession(MemberSession):
 
         finished = reason == "stop"  # the model produced an end-of-generation token
         text = text.rstrip(REPLACEMENT_CHAR)  # an unfinished UTF-8 character waits for the next segment
-        for stop in self.member.tokens.stop_strings:  # plain-format members end their turn with text
-            if stop in text:
-                text, finished = text[: text.index(stop)].rstrip("\n"), True
-        if self.member.plain_prompt is not None and not response:
-            text = text.lstrip(" ")  # "Assistant:" is followed by a space that is format, not answer
-        if align:
-            text = cut_to_word_boundary(text, finished)
+        text, finished = self._finish_draft(text, finished, response, align)
         return Draft(text=text, finished=finished, tokens_drafted=drafted)
 
     # ------------------------------------------------------------------ score
@@ -200,7 +171,7 @@ class RemoteSession(MemberSession):
         for index, cand in enumerate(candidates):
             if not cand.text and not cand.finished:
                 continue
-            ending = member.end_of_turn_text if cand.finished else ""
+            ending = member.finished_suffix if cand.finished else ""
             special = cand.finished and member.ends_with_special
             prompts.append(self.prompt_text + response + cand.text + ending)
             lengths.append(len(cand.text) + (0 if special or not cand.finished else len(ending)))
@@ -223,34 +194,18 @@ class RemoteSession(MemberSession):
     def accept(self, response: str, winner: int | None, own_draft: bool) -> None:
         self._view(response)  # nothing is cached remotely; the server re-reads the text next round
 
-    def count_tokens(self, response: str) -> int:
-        return len(self._view(response))
-
-    def truncate(self, response: str, max_tokens: int) -> str:
-        ids = self._view(response)[:max_tokens]
-        text = self.member.decode(ids).rstrip(REPLACEMENT_CHAR)
-        if not response.startswith(text):  # a normalising tokenizer: cut the accepted text itself
-            text = self.member.tokens.longest_prefix_within(response, max_tokens)
-        self.response_text, self.response_ids = text, self.member.encode(text)
-        return text
-
     def close(self) -> None:
         self.response_text, self.response_ids = "", []
 
 
-def sampling_params(chooser: TokenChooser) -> tuple[dict[str, Any], int | None]:
-    """The request's sampling settings as completions parameters, and the seed to start from.
-    Greedy is ``temperature=0`` (argmax on llama.cpp and vLLM)."""
-    if chooser.greedy:
+def sampling_params(sampling: Sampling) -> tuple[dict[str, Any], int | None]:
+    """The request's sampling settings as completions parameters, and the seed to start from (a random
+    one when sampling unseeded, so each round's seed still differs). Greedy is ``temperature=0``
+    (argmax on llama.cpp and vLLM); top-k is sent only when set (``extra_params`` switches the
+    server's own default off)."""
+    if sampling.greedy:
         return {"temperature": 0.0, "top_p": 1.0}, None
-    params: dict[str, Any] = {"top_p": 1.0}
-    for warper in chooser.warpers:
-        kind = type(warper).__name__
-        if kind == "TemperatureLogitsWarper":
-            params["temperature"] = float(warper.temperature)
-        elif kind == "TopPLogitsWarper":
-            params["top_p"] = float(warper.top_p)
-        elif kind == "TopKLogitsWarper":
-            params["top_k"] = int(warper.top_k)
-    seed = chooser.generator.initial_seed() if chooser.generator is not None else None
-    return params, seed
+    params: dict[str, Any] = {"temperature": float(sampling.temperature), "top_p": float(sampling.top_p)}
+    if sampling.top_k > 0:
+        params["top_k"] = int(sampling.top_k)
+    return params, sampling.seed if sampling.seed is not None else random.randrange(2**31)

@@ -68,3 +68,15 @@ def test_an_empty_question_exits_2(question, capsys):
     assert main(["chat", question]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: message 0 (the last user message) is empty") and err.count("\n") == 1, err
+
+
+def test_chat_flag_defaults_are_the_config_defaults():
+    """Issue 11: --max-tokens defaulted to 128 while EnsembleConfig says 256."""
+    from specfuse_core import EnsembleConfig
+    from specfuse_core.cli import build_parser
+
+    args = build_parser().parse_args(["chat", "hi"])
+    defaults = EnsembleConfig()
+    assert (args.max_tokens, args.temperature, args.top_p, args.seed, args.segment_tokens, args.weighting) == (
+        defaults.max_new_tokens, defaults.temperature, defaults.top_p, defaults.seed, defaults.segment_tokens, defaults.weighting
+    )

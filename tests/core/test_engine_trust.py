@@ -65,9 +65,9 @@ def test_text_only_scoring_scores_finished_candidates_without_the_end_token(trio
     candidates = [Candidate("Yes.", True), Candidate("", True), Candidate("Yes, it", False)]
     ensemble = SpecFuse(trio)
     with ensemble.stream(QUESTION, end_of_turn_scoring="text_only") as stream:
-        assert stream.request._scoring_candidates(candidates) == [Candidate("Yes.", False), Candidate("", True), Candidate("Yes, it", False)]
+        assert stream.request.judge.scoring_candidates(candidates) == [Candidate("Yes.", False), Candidate("", True), Candidate("Yes, it", False)]
     with ensemble.stream(QUESTION) as stream:
-        assert stream.request._scoring_candidates(candidates) == candidates
+        assert stream.request.judge.scoring_candidates(candidates) == candidates
     result = ensemble.generate(QUESTION, max_new_tokens=30, end_of_turn_scoring="text_only")
     assert result.text and "\ufffd" not in result.text
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from specfuse_core.member import Candidate
-from specfuse_core.sampling import TokenChooser
+from specfuse_core import Sampling
 
 CONVERSATION = [{"role": "user", "content": "Tell me about the sea, briefly, in two lines."}]
 RESPONSE = "The sea is wide and deep,\nit"
@@ -47,7 +47,7 @@ def naive_scores(member, prompt_ids, response, candidates):
 @pytest.mark.parametrize("arch", ["llama", "qwen2", "gemma3"])
 def test_packed_scores_equal_naive_scores(random_members, arch):
     member = random_members[arch]
-    session = member.start(CONVERSATION, TokenChooser())
+    session = member.start(CONVERSATION, Sampling())
     session.draft(RESPONSE, 5)  # leaves draft tokens in the cache that scoring must roll back
     packed = session.score(RESPONSE, CANDIDATES)
     naive = naive_scores(member, session.prompt_ids, RESPONSE, CANDIDATES)
@@ -59,12 +59,12 @@ def test_packed_scores_equal_naive_scores(random_members, arch):
 @pytest.mark.parametrize("winner", [0, 1, 2, 3])
 def test_accept_splice_equals_fresh_prefill(random_members, arch, winner):
     member = random_members[arch]
-    session = member.start(CONVERSATION, TokenChooser())
+    session = member.start(CONVERSATION, Sampling())
     session.score(RESPONSE, CANDIDATES)
     calls = session.counters.forward_calls
     new_response = RESPONSE + CANDIDATES[winner].text
     session.accept(new_response, winner, own_draft=False)
-    context = session._view(new_response)
+    context = session._context(new_response)
     logits = session._sync(context)
     assert session.counters.forward_calls == calls + 1
     with torch.inference_mode():
@@ -74,7 +74,7 @@ def test_accept_splice_equals_fresh_prefill(random_members, arch, winner):
 
 def test_scores_reject_nothing_and_count_tokens(random_members):
     member = random_members["llama"]
-    session = member.start(CONVERSATION, TokenChooser())
+    session = member.start(CONVERSATION, Sampling())
     scores = session.score("", [Candidate("Hello", False), Candidate("Hi", True)])
     assert len(scores) == 2 and all(s < 0 for s in scores)
     assert session.counters.verified_tokens >= 3
@@ -86,7 +86,7 @@ def test_own_draft_is_scored_from_the_draft_and_others_in_one_pass(random_member
     """The drafter's own candidate reuses its draft's log-probs and keys/values; scores still equal
     naive scoring, and accepting either candidate leaves a cache equal to a fresh prefill."""
     member = random_members[arch]
-    session = member.start(CONVERSATION, TokenChooser())
+    session = member.start(CONVERSATION, Sampling())
     draft = session.draft(RESPONSE, 6)
     candidates = [CANDIDATES[0], draft, CANDIDATES[4]]
     calls = session.counters.forward_calls
@@ -94,11 +94,11 @@ def test_own_draft_is_scored_from_the_draft_and_others_in_one_pass(random_member
     assert session.counters.forward_calls == calls + 1
     assert packed == pytest.approx(naive_scores(member, session.prompt_ids, RESPONSE, candidates), abs=2e-4)
     if arch == "gemma3":  # its draft re-tokenises to the same tokens, so the reuse path is the one taken
-        assert session._verified.starts[1] == len(session._view(RESPONSE))
+        assert session._verified.starts[1] == len(session._context(RESPONSE))
     chosen = 1 if winner == "own" else 0
     new_response = RESPONSE + candidates[chosen].text
     session.accept(new_response, chosen, own_draft=chosen == 1)
-    context = session._view(new_response)
+    context = session._context(new_response)
     logits = session._sync(context)
     with torch.inference_mode():
         fresh = member.model(torch.tensor([context])).logits[0, -1]

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from specfuse_core import Candidate, EnsembleConfig, SpecFuse
 from specfuse_core.kv_cache import cache_length
-from specfuse_core.sampling import TokenChooser
+from specfuse_core import Sampling
 
 from .reliability_fakes import ScriptedMember
 
@@ -71,7 +71,7 @@ def test_stop_strings_cut_at_their_first_occurrence_and_never_stream(segments, d
 
 # ---------------------------------------------------------------- member level
 def _decoded_view(session) -> str:
-    return session._continuation(session.prompt_ids, session.response_ids)
+    return session.member.tokens.continuation(session.prompt_ids, session.response_ids)
 
 
 def _check_view(session, member, response: str) -> None:
@@ -103,7 +103,7 @@ def test_token_view_resyncs_without_losing_or_duplicating_characters(random_memb
     def run(steps, rival):
         # None: the member's own draft wins; text: another member's segment wins after scoring
         assume(all(can_express(ch) for step in steps if step for ch in step))
-        session = member.start(QUESTION, TokenChooser())
+        session = member.start(QUESTION, Sampling())
         response = ""
         try:
             for step in steps:

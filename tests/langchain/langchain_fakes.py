@@ -69,6 +69,4 @@ def scripted_model(**fields):
     """A ChatSpecFuse whose ensemble is two scripted members agreeing on :data:`SEGMENTS`."""
     from langchain_specfuse import ChatSpecFuse
 
-    model = ChatSpecFuse(**fields)
-    model._ensemble = SpecFuse([ScriptedMember("a", SEGMENTS), ScriptedMember("b", SEGMENTS)], EnsembleConfig())
-    return model
+    return ChatSpecFuse(ensemble=SpecFuse([ScriptedMember("a", SEGMENTS), ScriptedMember("b", SEGMENTS)], EnsembleConfig()), **fields)

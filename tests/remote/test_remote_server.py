@@ -10,7 +10,7 @@ import pytest
 
 from specfuse_core import Candidate, EnsembleConfig, Member, SpecFuse
 from specfuse_core.remote import RemoteMember, RemoteRequestError
-from specfuse_core.sampling import TokenChooser
+from specfuse_core import Sampling
 
 from .conftest import remote_config
 
@@ -39,8 +39,8 @@ CASES = [
 
 @pytest.mark.parametrize("response,candidates", CASES)
 def test_remote_scores_match_local_scores(local_smollm2, remote_smollm2, response, candidates):
-    local = local_smollm2.start(SHORT, TokenChooser())
-    remote = remote_smollm2.start(SHORT, TokenChooser())
+    local = local_smollm2.start(SHORT, Sampling())
+    remote = remote_smollm2.start(SHORT, Sampling())
     probing = remote_smollm2._batching == "auto"  # the first multi-candidate scoring tries a list once
     expected = local.score(response, candidates)
     got = remote.score(response, candidates)
@@ -58,8 +58,8 @@ def test_remote_scores_match_local_scores(local_smollm2, remote_smollm2, respons
 
 
 def test_remote_greedy_draft_equals_local_draft(local_smollm2, remote_smollm2):
-    local = local_smollm2.start(CAPITAL, TokenChooser())
-    remote = remote_smollm2.start(CAPITAL, TokenChooser())
+    local = local_smollm2.start(CAPITAL, Sampling())
+    remote = remote_smollm2.start(CAPITAL, Sampling())
     for response in ("", "The capital of France is"):
         assert remote.draft(response, 10) == local.draft(response, 10)
     assert remote.counters.drafted_tokens == local.counters.drafted_tokens > 0
@@ -84,7 +84,7 @@ def test_describe_names_the_server(remote_smollm2):
 
 def test_a_wrong_base_url_is_a_request_error_and_not_retried(smollm2_server, smollm2_tokenizer):
     member = RemoteMember(remote_config(smollm2_server, base_url=smollm2_server.base_url + "/nope", retries=3), tokenizer=smollm2_tokenizer)
-    session = member.start(CAPITAL, TokenChooser())
+    session = member.start(CAPITAL, Sampling())
     with pytest.raises(RemoteRequestError, match="HTTP 404"):
         session.draft("", 4)
     assert member.client.calls == 1  # a 4xx is a configuration mistake: retrying cannot fix it
@@ -133,7 +133,7 @@ def test_cli_chat_with_a_remote_member(remote_smollm2, smollm2_dir, capsys):
 
 def test_seeded_sampling_is_reproducible_and_varies_by_seed(remote_smollm2):
     def drafts(seed: int) -> list[str]:
-        session = remote_smollm2.start(FRUITS, TokenChooser(temperature=1.0, seed=seed))
+        session = remote_smollm2.start(FRUITS, Sampling(temperature=1.0, seed=seed))
         return [session.draft("", 10, align=False).text for _ in range(3)]  # three rounds: seed, seed+1, seed+2
 
     first = drafts(7)

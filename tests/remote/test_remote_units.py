@@ -145,9 +145,20 @@ def test_refused_connections_are_retried_with_backoff_then_named():
 
 
 def test_sampling_settings_map_to_completion_parameters():
+    """The remote member reads the plain sampling settings (no transformers warpers to decode)."""
+    from specfuse_core import Sampling
     from specfuse_core.remote.member import sampling_params
-    from specfuse_core.sampling import TokenChooser
 
-    assert sampling_params(TokenChooser()) == ({"temperature": 0.0, "top_p": 1.0}, None)
-    params, seed = sampling_params(TokenChooser(temperature=0.7, top_p=0.9, top_k=20, seed=123))
+    assert sampling_params(Sampling()) == ({"temperature": 0.0, "top_p": 1.0}, None)
+    params, seed = sampling_params(Sampling(temperature=0.7, top_p=0.9, top_k=20, seed=123))
     assert params == {"temperature": 0.7, "top_p": 0.9, "top_k": 20} and seed == 123
+    params, seed = sampling_params(Sampling(temperature=1.0))  # unseeded: a random start seed, no top-k
+    assert params == {"temperature": 1.0, "top_p": 1.0} and 0 <= seed < 2**31
+
+
+def test_importing_the_remote_backend_does_not_import_torch():
+    import subprocess
+    import sys
+
+    code = "import specfuse_core.remote, specfuse_core, sys; assert 'torch' not in sys.modules, 'torch was imported'"
+    subprocess.run([sys.executable, "-c", code], check=True)

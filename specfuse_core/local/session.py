@@ -1,0 +1,253 @@
+"""A local member inside one request: its KV cache, drafting token by token, packed scoring
+(:mod:`.packed`) and reusing the winner's keys/values on accept."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from ..backend import Candidate, Draft, TextSession
+from ..text_align import REPLACEMENT_CHAR
+from .kv_cache import common_prefix_length, crop_to, new_cache, splice
+from .packed import block_logprobs, packed_mask, plan_packed_pass
+from .sampling import TokenChooser
+
+if TYPE_CHECKING:
+    from .member import Member
+
+
+@dataclass
+class _VerifiedBlocks:
+    """Where the last score() left each candidate's keys/values in the cache, for reuse on accept."""
+
+    context_ids: list[int]
+    full_ids: list[list[int]]  # each candidate's re-tokenised response + candidate
+    keep: list[int]  # context prefix each candidate's block attends to
+    starts: list[int]  # cache offset of each block
+    inputs: list[list[int]]  # tokens fed for each block
+
+
+@dataclass
+class _DraftRecord:
+    """What a draft leaves behind for scoring its own candidate without re-feeding it."""
+
+    response: str  # the response the draft continued
+    context: list[int]
+    context_logprobs: torch.Tensor  # next-token log-probs at the end of the context
+    tokens: list[int] = field(default_factory=list)  # every drafted token (its keys/values are cached)
+    kept: list[int] = field(default_factory=list)  # those left after holding back partial characters
+    token_logprobs: list[float] = field(default_factory=list)
+    end_logprob: float | None = None  # log-prob of the end-of-turn token where the draft stopped
+    text: str = ""
+    finished: bool = False
+
+    def own_logprobs(self, count: int, finished: bool) -> list[float]:
+        picked = self.token_logprobs[: count - (1 if finished else 0)]
+        return picked + [self.end_logprob] if finished else picked
+
+
+class LocalSession(TextSession):
+    member: "Member"
+
+    def __init__(self, member: "Member", prompt_ids: list[int], chooser: TokenChooser) -> None:
+        super().__init__(member, prompt_ids)
+        self.chooser = chooser
+        self.cache = new_cache()
+        self.cached_ids: list[int] = []  # tokens whose keys/values the cache holds (a prefix of it)
+        self._verified: _VerifiedBlocks | None = None
+        self._draft_record: _DraftRecord | None = None
+
+    # ------------------------------------------------------------------ model calls
+    def _forward(self, ids: Sequence[int], **kwargs: Any) -> torch.Tensor:
+        member = self.member
+        input_ids = torch.tensor([list(ids)], dtype=torch.long, device=member.device)
+        with torch.inference_mode():
+            out = member.model(input_ids=input_ids, use_cache=True, **{member._cache_kwarg: self.cache}, **kwargs)
+        self.counters.forward_calls += 1
+        return out.logits[0]
+
+    def _sync(self, target: list[int]) -> torch.Tensor:
+        """Bring the cache to ``target`` (reusing the longest common prefix) and return next-token logits."""
+        keep = min(common_prefix_length(self.cached_ids, target), len(target) - 1)
+        crop_to(self.cache, keep)
+        logits = self._forward(target[keep:], logits_to_keep=1)
+        self.cached_ids = list(target)
+        return logits[-1]
+
+    def _context(self, response: str) -> list[int]:
+        """This member's tokens for ``prompt + response``."""
+        return self.prompt_ids + self._view(response)
+
+    # ------------------------------------------------------------------ draft
+    def draft(self, response: str, max_tokens: int, align: bool = True) -> Draft:
+        self._drop_verified()
+        context = self._context(response)
+        logits = self._sync(context)
+        record = _DraftRecord(response, context, torch.log_softmax(logits.float(), -1))
+        logprobs = record.context_logprobs
+        tokens: list[int] = []
+        finished = False
+        for step in range(max_tokens):
+            token = self.chooser.choose(logits)
+            if token in self.member.stop_token_ids:
+                finished = True
+                if self.member.end_of_turn_id is not None:
+                    record.end_logprob = float(logprobs[self.member.end_of_turn_id])
+                break
+            tokens.append(token)
+            record.token_logprobs.append(float(logprobs[token]))
+            if step + 1 < max_tokens:
+                logits = self._forward([token], logits_to_keep=1)[-1]
+                logprobs = torch.log_softmax(logits.float(), -1)
+                self.cached_ids.append(token)
+        self.counters.drafted_tokens += len(tokens)
+        record.tokens = list(tokens)
+
+        text, tokens = self._complete_characters(context, tokens, finished)
+        text, finished = self._finish_draft(text, finished, response, align)
+        record.kept, record.text, record.finished = tokens, text, finished
+        self._draft_record = record
+        own = record.token_logprobs[: len(tokens)] + ([record.end_logprob] if finished and record.end_logprob is not None else [])
+        confidence = sum(own) / len(own) if own else None
+        return Draft(text=text, finished=finished, tokens_drafted=len(record.tokens), mean_logprob=confidence)
+
+    def _complete_characters(self, context: list[int], tokens: list[int], finished: bool) -> tuple[str, list[int]]:
+        """Hold back tokens that end in the middle of a UTF-8 character (they decode to U+FFFD)."""
+        text = self.member.tokens.continuation(context, tokens)
+        while tokens and text.endswith(REPLACEMENT_CHAR):
+            tokens = tokens[:-1]
+            text = self.member.tokens.continuation(context, tokens)
+        return text, tokens
+
+    # ------------------------------------------------------------------ score
+    def score(self, response: str, candidates: Sequence[Candidate]) -> list[float]:
+        member = self.member
+        self._drop_verified()
+        context = self._context(response)
+        context_len = len(context)
+        full_ids, keeps, targets = self._targets(response, candidates)
+        inputs = [t[:-1] for t in targets]
+
+        own = self._reusable_draft(context, candidates, keeps, targets)
+        if own is not None:
+            # This member's own candidate is scored from its draft's log-probs, and its keys/values stay
+            # where the draft left them (hidden from the other blocks): only the others are fed.
+            plan = plan_packed_pass(context_len, keeps, inputs, context_len, len(self.cached_ids) - context_len, [], own)
+        else:
+            # Re-feed from the earliest position whose output predicts a candidate's first token.
+            start = min(common_prefix_length(self.cached_ids, context), min(keeps) - 1)
+            crop_to(self.cache, start)
+            plan = plan_packed_pass(context_len, keeps, inputs, start, 0, context[start:], None)
+        logprobs = None
+        if plan.ids:
+            mask = packed_mask(plan, member.layer_types, member.sliding_window, member.model.dtype, member.device, member.name)
+            logits = self._forward(
+                plan.ids,
+                position_ids=torch.tensor([plan.positions], device=member.device),
+                attention_mask=mask,
+                logits_to_keep=torch.tensor(plan.rows, device=member.device),
+            )
+            logprobs = torch.log_softmax(logits.float(), dim=-1)
+        self.cached_ids = list(context)
+        self._verified = _VerifiedBlocks(list(context), full_ids, keeps, plan.block_starts, inputs)
+
+        scores = []
+        for i, target in enumerate(targets):
+            if i == own:
+                picked = self._draft_record.own_logprobs(len(target), candidates[i].finished)
+            else:
+                picked = block_logprobs(plan, logprobs, i, target)
+                if own is not None:  # the first token is predicted by the context's last position
+                    picked = [float(self._draft_record.context_logprobs[target[0]])] + picked
+            scores.append(sum(picked) / len(picked))
+            self.counters.verified_tokens += len(target)
+        return scores
+
+    def _targets(self, response: str, candidates: Sequence[Candidate]) -> tuple[list[list[int]], list[int], list[list[int]]]:
+        """Per candidate: this member's tokens of ``response + candidate``, the context prefix its block
+        attends to, and the tokens to score (those that differ from the response's own tokenisation,
+        plus the end-of-turn token of a finished candidate)."""
+        member = self.member
+        full_ids, keeps, targets = [], [], []
+        for cand in candidates:
+            ending = (member.end_of_turn_text or "") if cand.finished else ""
+            text = cand.text + ending
+            full = member.encode(response + text) if text else list(self.response_ids)
+            shared = common_prefix_length(self.response_ids, full)
+            scored = full[shared:]
+            if cand.finished and member.end_of_turn_id is not None:
+                scored = scored + [member.end_of_turn_id]
+            if not scored:  # nothing to score (an empty unfinished candidate): treat as an impossible choice
+                scored = [member.tokenizer.eos_token_id or 0]
+            full_ids.append(full)
+            keeps.append(len(self.prompt_ids) + shared)
+            targets.append(scored)
+        return full_ids, keeps, targets
+
+    def _reusable_draft(self, context, candidates, keeps, targets) -> int | None:
+        """Index of this member's own draft among the candidates, when its draft's log-probs and cached
+        keys/values can stand in for scoring it (same context and tokens, no boundary re-feed)."""
+        record = self._draft_record
+        context_len = len(context)
+        if record is None or record.context != context or any(k != context_len for k in keeps):
+            return None
+        if self.cached_ids[:context_len] != context:
+            return None
+        fed = len(self.cached_ids) - context_len
+        for index, cand in enumerate(candidates):
+            if cand.text != record.text or cand.finished != record.finished:
+                continue
+            target = targets[index]
+            count = len(target) - (1 if cand.finished else 0)
+            if cand.finished and (record.end_logprob is None or count != len(record.tokens)):
+                return None
+            if count <= len(record.tokens) and target[:count] == record.tokens[:count] and len(target) - 1 <= fed:
+                return index
+            return None
+        return None
+
+    # ------------------------------------------------------------------ accept / close
+    def accept(self, response: str, winner: int | None, own_draft: bool) -> None:
+        verified, self._verified = self._verified, None
+        own, self._draft_record = self._draft_record, None
+        own_tokens = self._own_tokens_for(response, own) if own_draft else None
+        if verified is not None and winner is not None:
+            keep, start, block = verified.keep[winner], verified.starts[winner], verified.inputs[winner]
+            splice(self.cache, keep, start, start + len(block))
+            self.cached_ids = verified.context_ids[:keep] + block
+            if own_tokens is None:
+                self.response_ids = verified.full_ids[winner]
+                self.response_text = response
+        elif verified is not None:
+            crop_to(self.cache, len(verified.context_ids))
+        if own_tokens is not None:
+            # The winner keeps its own tokens (the text it generated), not a re-tokenisation of it.
+            self.response_ids, self.response_text = own_tokens, response
+
+    def _own_tokens_for(self, response: str, own: _DraftRecord | None) -> list[int] | None:
+        """This member's draft tokens that spell the accepted text exactly, if any prefix does."""
+        if own is None or own.response != self.response_text or not response.startswith(own.response):
+            return None
+        wanted = response[len(own.response) :]
+        base = self.prompt_ids + self.response_ids
+        for count in range(len(own.kept), -1, -1):
+            # strict: tokens that re-read the end of the context (byte-fallback bytes completing or
+            # breaking a character there) do not spell ``wanted`` after it, whatever they read alone;
+            # then the view is re-tokenised from the text instead.
+            if self.member.tokens.continuation(base, own.kept[:count], strict=True) == wanted:
+                return self.response_ids + own.kept[:count]
+        return None
+
+    def _drop_verified(self) -> None:
+        if self._verified is not None:
+            crop_to(self.cache, len(self._verified.context_ids))
+            self._verified = None
+
+    def close(self) -> None:
+        self.cache = new_cache()
+        self.cached_ids = []
+        self._verified = None
+        self._draft_record = None
