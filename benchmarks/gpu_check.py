@@ -34,7 +34,7 @@ from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, Gemma3
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from specfuse_core import EnsembleConfig, Member, PlainPromptFormat, SpecFuse  # noqa: E402
 from specfuse_core.member import Candidate  # noqa: E402
-from specfuse_core.sampling import TokenChooser  # noqa: E402
+from specfuse_core.backend import Sampling  # noqa: E402
 
 PROMPT = [{"role": "user", "content": "Write a detailed essay about the history of the bicycle and how it changed cities."}]
 CONVERSATION = [{"role": "user", "content": "Tell me about the sea, briefly, in two lines."}]
@@ -128,7 +128,7 @@ def naive_scores(member: Member, prompt_ids: list[int], response: str, candidate
 def check_packed_scoring(members: list[Member], tolerance: float) -> dict[str, Any]:
     diffs = {}
     for member in members:
-        session = member.start(CONVERSATION, TokenChooser())
+        session = member.start(CONVERSATION, Sampling())
         session.draft(RESPONSE, 5)
         packed = session.score(RESPONSE, CANDIDATES)
         naive = naive_scores(member, session.prompt_ids, RESPONSE, CANDIDATES)
@@ -139,11 +139,11 @@ def check_packed_scoring(members: list[Member], tolerance: float) -> dict[str, A
 def check_splice(members: list[Member], tolerance: float) -> dict[str, Any]:
     diffs = {}
     for member in members:
-        session = member.start(CONVERSATION, TokenChooser())
+        session = member.start(CONVERSATION, Sampling())
         session.score(RESPONSE, CANDIDATES)
         new_response = RESPONSE + CANDIDATES[3].text
         session.accept(new_response, 3, own_draft=False)
-        context = session._view(new_response)
+        context = session._context(new_response)
         logits = session._sync(context)
         with torch.inference_mode():
             fresh = member.model(torch.tensor([context], device=member.device)).logits[0, -1]
