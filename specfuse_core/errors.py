@@ -101,3 +101,34 @@ class AllMembersFailedError(SpecFuseError, RuntimeError):
         causes = [f"{f.member!r} failed in {f.phase} (round {f.round}): {f.error}" for f in self.faults]
         causes += [f"{name!r} sat out: {why}" for name, why in self.skipped.items()]
         super().__init__("every member of the request failed: " + "; ".join(causes))
+
+
+class UnsupportedSchemaError(SpecFuseError, ValueError):
+    """A ``response_format``, schema, grammar or tool list that constrained decoding will not run:
+    malformed, unsatisfiable, recursive, or over a size limit (``SchemaLimits``). Raised before any
+    model work, so a hostile schema fails fast."""
+
+
+class StructuredOutputError(SpecFuseError, ValueError):
+    """A constrained request's final text does not parse or does not validate against its schema.
+    ``text`` is the output, ``problem`` what is wrong with it."""
+
+    def __init__(self, problem: str, text: str = "") -> None:
+        self.problem = problem
+        self.text = text
+        super().__init__(f"structured output is invalid: {problem}")
+
+
+class ToolCallParseError(StructuredOutputError):
+    """A tool-call block in the output is malformed: not JSON, an unknown tool name, or arguments that
+    do not match the tool's parameters."""
+
+
+class GrammarEngineError(SpecFuseError, RuntimeError):
+    """The grammar engine failed inside one member (a matcher in an error state, a rejected token).
+    The ensemble treats it as that member's fault; the request goes on with the others."""
+
+
+class GrammarResyncError(GrammarEngineError):
+    """A member's grammar matcher cannot reach the state after an accepted text: under this member's
+    tokenizer (and the engine's byte-level fallback) the text is not a valid prefix of the grammar."""
