@@ -25,6 +25,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..errors import ToolCallParseError, UnsupportedSchemaError
+from ..results import ToolCall  # defined with the results it travels in (torch-free)
 from .formats import JSON_LAYOUT, ResponseFormat
 from .limits import SchemaLimits, check_schema, check_source_size
 
@@ -46,14 +47,6 @@ class ToolSpec(BaseModel):
     def openai(self) -> dict[str, Any]:
         """The OpenAI function-tool dict (what chat templates' ``tools=`` expect)."""
         return {"type": "function", "function": {"name": self.name, "description": self.description, "parameters": self.parameters}}
-
-
-class ToolCall(BaseModel):
-    """A parsed call: the tool's name, its arguments as a dict, and an id to answer it with."""
-
-    id: str
-    name: str
-    arguments: dict[str, Any]
 
 
 class ParsedToolResponse(BaseModel):
