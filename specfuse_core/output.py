@@ -41,9 +41,10 @@ class OutputSpec:
 
     @classmethod
     def build(cls, response_format: Any = None, tools: Any = None, tool_choice: Any = None,
-              limits: "SchemaLimits | None" = None) -> "OutputSpec | None":
+              limits: "SchemaLimits | None" = None, parallel_tool_calls: bool | None = None) -> "OutputSpec | None":
         """None for a plain request. Bad or hostile formats raise ``UnsupportedSchemaError`` here, before
-        any model work."""
+        any model work. ``parallel_tool_calls``: several calls per answer; off by default (one call),
+        since small members otherwise keep calling until the length limit cuts a call in half."""
         if response_format is None and not tools:
             if tool_choice not in (None, "auto", "none"):
                 raise UnsupportedSchemaError(f"tool_choice={tool_choice!r} needs tools")
@@ -59,7 +60,8 @@ class OutputSpec:
             fmt = response_format_from(response_format, limits)
             return cls(fmt=fmt, validate=fmt)
         choice = "auto" if tool_choice is None else tool_choice
-        return cls(fmt=tools_response_format(tools, choice, limits), tools=tuple(tool_specs_from(tools, limits)), tool_choice=choice)
+        fmt = tools_response_format(tools, choice, limits, parallel=bool(parallel_tool_calls))
+        return cls(fmt=fmt, tools=tuple(tool_specs_from(tools, limits)), tool_choice=choice)
 
     @property
     def has_tools(self) -> bool:
