@@ -205,16 +205,18 @@ class ChatSpecFuse(BaseChatModel):
         """Bind tools (functions, ``BaseTool``, pydantic classes or OpenAI dicts). ``tool_choice``:
         ``"auto"``, ``"any"``/``"required"``/``True``, ``"none"`` or a tool name. Every member drafts
         under the grammar "text or valid calls" (only calls unless ``auto``)."""
+        kwargs.pop("strict", None)  # decoding is always constrained to the schemas
         formatted = [convert_to_openai_tool(tool) for tool in tools]
         return super().bind(tools=formatted, tool_choice=tool_choice, **kwargs)
 
     def with_structured_output(
         self, schema: Any = None, *, method: Literal["json_schema", "function_calling", "json_mode"] = "json_schema",
-        include_raw: bool = False, **kwargs: Any,
+        include_raw: bool = False, strict: bool | None = None, **kwargs: Any,
     ) -> Runnable[LanguageModelInput, Any]:
         """Replies as ``schema`` (a pydantic class, TypedDict, JSON Schema or OpenAI tool dict).
         ``json_schema`` constrains the reply to the schema; ``function_calling`` to one call of it as a
-        tool; ``json_mode`` to any JSON object (describe the shape in the prompt)."""
+        tool; ``json_mode`` to any JSON object (describe the shape in the prompt). Output is always
+        schema-exact (``strict`` is accepted for compatibility and changes nothing)."""
         if kwargs:
             raise ValueError(f"unsupported arguments for with_structured_output: {sorted(kwargs)}")
         return structured_runnable(self, schema, method, include_raw)
