@@ -43,6 +43,7 @@ class EnsembleRequest:
         self.output = output
         self.final_output: FinalOutput | None = None
         self.verify_only: set[str] = set()  # members that cannot draft under this request's grammar
+        self._pool: ThreadPoolExecutor | None = None  # set once the sessions are known
         self.members = {m.name: m for m in members}
         self.hedge = hedge
         self.judge = Judge(config, hedge, [m.name for m in members], last_user_text(conversation))
