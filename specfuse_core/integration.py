@@ -9,12 +9,13 @@ chunks and responses. Everything else is here, so the adapters agree:
   :func:`request_config` merges them with a call's arguments and lets the core validate;
 - *which call arguments*: :func:`split_call_arguments` turns keyword arguments into config overrides.
   Unknown arguments are refused (:class:`~specfuse_core.errors.UnsupportedArgumentError`), never dropped;
-  feature arguments (``tools``, ``response_format``) are refused saying why, and are where structured
-  output and tool calling will plug in;
-- *which messages*: tool and function results are refused (:func:`tool_message_error`): the ensemble
-  has no tool calling, and showing a tool result as a user turn would put words in the user's mouth;
+  output arguments (``response_format``, ``tools``, ``tool_choice``, ``parallel_tool_calls``) go to the
+  core as they are (``CallArguments.output``); legacy ``functions``/``function_call`` are refused;
+- *which messages*: tool results and assistant tool calls (:func:`tool_message`,
+  :func:`assistant_message`); legacy function results are refused (:func:`tool_message_error`);
 - *what comes out*: :func:`segment_record` (one accepted segment's provenance) and :class:`FinalReport`
-  (usage, trace summary, finish reason), the same keys for every framework.
+  (usage, trace summary, finish reason), the same keys for every framework; with tools, a call's text
+  is held back and its parsed calls come on the last step (``SegmentStep.delta``).
 """
 
 from __future__ import annotations
