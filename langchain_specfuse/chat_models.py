@@ -10,7 +10,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import aclosing, closing
-from typing import Any
+from typing import Any, Literal
 
 from langchain_core.callbacks import (
     AsyncCallbackManager,
@@ -19,11 +19,12 @@ from langchain_core.callbacks import (
     CallbackManagerForLLMRun,
 )
 from langchain_core.callbacks.manager import adispatch_custom_event, dispatch_custom_event
-from langchain_core.language_models import BaseChatModel, LangSmithParams
+from langchain_core.language_models import BaseChatModel, LangSmithParams, LanguageModelInput
 from langchain_core.language_models.model_profile import ModelProfile
-from langchain_core.messages import AIMessageChunk, BaseMessage
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.outputs import ChatGenerationChunk, ChatResult
-from langchain_core.runnables import RunnableConfig
+from langchain_core.runnables import Runnable, RunnableConfig
+from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import Field, PrivateAttr, model_validator
 from typing_extensions import Self
 
@@ -34,6 +35,7 @@ from specfuse_core.integration import PROVIDER, EnsembleSource, LazyEnsemble, Se
 from .callbacks import model_run_callbacks, with_run_id
 from .messages import to_conversation
 from .outputs import chat_result, segment_chunk
+from .structured import structured_runnable
 
 _STREAM_CONFIG = "_specfuse_stream_config"  # keyword that carries stream()'s config to _stream
 
@@ -195,21 +197,29 @@ class ChatSpecFuse(BaseChatModel):
         return params
 
     def _resolve_model_profile(self) -> ModelProfile | None:
-        no = dict.fromkeys(("image_inputs", "audio_inputs", "video_inputs", "pdf_inputs", "tool_calling", "structured_output"), False)
-        return ModelProfile(open_weights=True, text_inputs=True, text_outputs=True, **no)
+        no = dict.fromkeys(("image_inputs", "audio_inputs", "video_inputs", "pdf_inputs"), False)
+        return ModelProfile(open_weights=True, text_inputs=True, text_outputs=True, tool_calling=True, tool_choice=True, structured_output=True, **no)
 
-    # ------------------------------------------------------------------ not offered (yet): fail at once, saying why
-    def bind_tools(self, tools: Sequence[Any], *, tool_choice: str | None = None, **kwargs: Any) -> Any:
-        raise integration.feature_not_offered(
-            "ChatSpecFuse", "tool calling", "llm.profile['tool_calling'] is False. For agents, use a tool-calling chat "
-            "model; otherwise describe the tools in the prompt and parse the reply yourself, expecting failures",
-        )
+    # ------------------------------------------------------------------ tools and structured output (constrained decoding in the core)
+    def bind_tools(self, tools: Sequence[Any], *, tool_choice: Any = None, **kwargs: Any) -> Runnable[LanguageModelInput, AIMessage]:
+        """Bind tools (functions, ``BaseTool``, pydantic classes or OpenAI dicts). ``tool_choice``:
+        ``"auto"``, ``"any"``/``"required"``/``True``, ``"none"`` or a tool name. Every member drafts
+        under the grammar "text or valid calls" (only calls unless ``auto``)."""
+        kwargs.pop("strict", None)  # decoding is always constrained to the schemas
+        formatted = [convert_to_openai_tool(tool) for tool in tools]
+        return super().bind(tools=formatted, tool_choice=tool_choice, **kwargs)
 
-    def with_structured_output(self, schema: Any, *, include_raw: bool = False, **kwargs: Any) -> Any:
-        raise integration.feature_not_offered(
-            "ChatSpecFuse", "structured output or JSON mode", "llm.profile['structured_output'] is False. Ask for JSON "
-            "in the prompt and parse the reply with JsonOutputParser or PydanticOutputParser, expecting failures",
-        )
+    def with_structured_output(
+        self, schema: Any = None, *, method: Literal["json_schema", "function_calling", "json_mode"] = "json_schema",
+        include_raw: bool = False, strict: bool | None = None, **kwargs: Any,
+    ) -> Runnable[LanguageModelInput, Any]:
+        """Replies as ``schema`` (a pydantic class, TypedDict, JSON Schema or OpenAI tool dict).
+        ``json_schema`` constrains the reply to the schema; ``function_calling`` to one call of it as a
+        tool; ``json_mode`` to any JSON object (describe the shape in the prompt). Output is always
+        schema-exact (``strict`` is accepted for compatibility and changes nothing)."""
+        if kwargs:
+            raise ValueError(f"unsupported arguments for with_structured_output: {sorted(kwargs)}")
+        return structured_runnable(self, schema, method, include_raw)
 
     # ------------------------------------------------------------------ the ensemble and token counting
     @property
@@ -230,21 +240,29 @@ class ChatSpecFuse(BaseChatModel):
     def get_num_tokens_from_messages(self, messages: list[BaseMessage], tools: Sequence[Any] | None = None) -> int:
         """Tokens the counting member's prompt takes for ``messages``, chat template included (equal to
         ``usage_metadata["input_tokens"]`` of a call with them); works as ``trim_messages``'s
-        ``token_counter``. ``tools`` are ignored with a warning: ChatSpecFuse has no tool calling."""
-        if tools:
-            warnings.warn("ChatSpecFuse has no tool calling: tool schemas are not counted", UserWarning, stacklevel=2)
-        return self.ensemble.count_prompt_tokens(to_conversation(messages))
+        ``token_counter``. ``tools`` are counted as the counting member's prompt shows them."""
+        formatted = [convert_to_openai_tool(tool) for tool in tools or ()]
+        return self.ensemble.count_prompt_tokens(to_conversation(messages), tools=formatted or None)
 
     # ------------------------------------------------------------------ requests
+    def _split(self, kwargs: dict[str, Any]) -> integration.CallArguments:
+        return integration.split_call_arguments(
+            kwargs, model=self.model_name, framework={"stream", "ls_structured_output_format"}, adapter="ChatSpecFuse"
+        )
+
     def _request_config(self, stop: list[str] | None, **kwargs: Any) -> EnsembleConfig:
         """One call's validated configuration: fields, then call-time arguments (see
         :func:`specfuse_core.integration.split_call_arguments`); call stops add to the field's."""
-        call = integration.split_call_arguments(kwargs, model=self.model_name, framework={"stream"}, adapter="ChatSpecFuse")
+        return self._config_of(self._split(kwargs), stop)
+
+    def _config_of(self, call: integration.CallArguments, stop: list[str] | None) -> EnsembleConfig:
         return integration.request_config(self._settings(), call.overrides, stop=[*(stop or []), *call.stop])
 
-    def _request(self, messages: list[BaseMessage], stop: list[str] | None, kwargs: dict[str, Any]) -> tuple[list[dict[str, str]], EnsembleConfig]:
+    def _request(self, messages: list[BaseMessage], stop: list[str] | None, kwargs: dict[str, Any]) -> tuple[list[dict[str, Any]], EnsembleConfig, dict[str, Any]]:
+        """The conversation, the configuration and the output arguments (response_format, tools, tool_choice)."""
         kwargs.pop(_STREAM_CONFIG, None)  # stream() falling back to invoke (disable_streaming) passes it on
-        return to_conversation(messages), self._request_config(stop, **kwargs)
+        call = self._split(kwargs)
+        return to_conversation(messages), self._config_of(call, stop), call.output
 
     # ------------------------------------------------------------------ entry points that do not pass a run manager
     def stream(self, input: Any, config: RunnableConfig | None = None, *, stop: list[str] | None = None, **kwargs: Any) -> Iterator[AIMessageChunk]:
@@ -274,27 +292,27 @@ class ChatSpecFuse(BaseChatModel):
     # ------------------------------------------------------------------ the chunk iterators _generate and _stream share
     def _chunks(self, messages: list[BaseMessage], stop: list[str] | None, run_manager: CallbackManagerForLLMRun | None, kwargs: dict[str, Any]) -> Iterator[tuple[ChatGenerationChunk, SegmentStep]]:
         events_to = model_run_callbacks(self, run_manager, kwargs.pop(_STREAM_CONFIG, None), CallbackManager)
-        conversation, config = self._request(messages, stop, kwargs)
-        with closing(integration.segment_steps(integration.open_stream(self.ensemble, conversation, config))) as steps:
+        conversation, config, output = self._request(messages, stop, kwargs)
+        with closing(integration.segment_steps(integration.open_stream(self.ensemble, conversation, config, output))) as steps:
             for step in steps:
                 chunk = segment_chunk(step, self.model_name)
                 if events_to is not None:  # the segment's custom event, on this model's run, before its chunk
                     dispatch_custom_event(SEGMENT_EVENT, step.record, config=RunnableConfig(callbacks=events_to))
                 if run_manager is not None:
-                    run_manager.on_llm_new_token(step.event.text, chunk=chunk)
+                    run_manager.on_llm_new_token(step.delta, chunk=chunk)
                 yield chunk, step
 
     async def _achunks(self, messages: list[BaseMessage], stop: list[str] | None, run_manager: AsyncCallbackManagerForLLMRun | None, kwargs: dict[str, Any]) -> AsyncIterator[tuple[ChatGenerationChunk, SegmentStep]]:
         events_to = model_run_callbacks(self, run_manager, kwargs.pop(_STREAM_CONFIG, None), AsyncCallbackManager)
-        conversation, config = self._request(messages, stop, kwargs)
-        stream = await integration.aopen_stream(self._ensemble, self._source, conversation, config)
+        conversation, config, output = self._request(messages, stop, kwargs)
+        stream = await integration.aopen_stream(self._ensemble, self._source, conversation, config, output)
         async with aclosing(integration.asegment_steps(stream)) as steps:
             async for step in steps:
                 chunk = segment_chunk(step, self.model_name)
                 if events_to is not None:
                     await adispatch_custom_event(SEGMENT_EVENT, step.record, config=RunnableConfig(callbacks=events_to))
                 if run_manager is not None:
-                    await run_manager.on_llm_new_token(step.event.text, chunk=chunk)
+                    await run_manager.on_llm_new_token(step.delta, chunk=chunk)
                 yield chunk, step
 
     def _generate(self, messages: list[BaseMessage], stop: list[str] | None = None, run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> ChatResult:

@@ -29,14 +29,16 @@ from llama_index.core.bridge.pydantic import ConfigDict, Field, PrivateAttr, mod
 from llama_index.core.instrumentation import get_dispatcher
 from llama_index.core.instrumentation.span import active_span_id
 from llama_index.core.llms.callbacks import llm_chat_callback, llm_completion_callback
-from llama_index.core.llms.llm import LLM
+from llama_index.core.llms.function_calling import FunctionCallingLLM
+from llama_index.core.llms.llm import ToolSelection
 
 from specfuse_core import EnsembleConfig, SpecFuse
 from specfuse_core import integration
 from specfuse_core.integration import EnsembleSource, LazyEnsemble, SegmentStep
 
 from .events import SpecFuseSegmentEvent
-from .messages import CoreMessage, to_core_messages, with_system_prompt
+from .messages import CoreMessage, to_core_messages, tool_calls_of, with_system_prompt
+from .structured import parse_partial, structured_messages
 from .responses import achat_stream, chat_response, chat_stream, closing_completions
 
 dispatcher = get_dispatcher(__name__)
@@ -52,7 +54,7 @@ def _setting(name: str) -> Any:
     return Field(default=default, description=integration.field_description(name))
 
 
-class SpecFuseLLM(LLM):
+class SpecFuseLLM(FunctionCallingLLM):
     """A SpecFuse ensemble of local causal LMs as a LlamaIndex chat LLM.
 
     Every round, each member drafts ``segment_tokens`` tokens, every member scores every candidate,
@@ -205,7 +207,7 @@ class SpecFuseLLM(LLM):
             )
         return LLMMetadata(
             context_window=available, num_output=self.max_new_tokens, is_chat_model=True,
-            is_function_calling_model=False, model_name=self.model_name, system_role=MessageRole.SYSTEM,
+            is_function_calling_model=True, model_name=self.model_name, system_role=MessageRole.SYSTEM,
         )
 
     def to_payload(self) -> Dict[str, Any]:
@@ -213,7 +215,7 @@ class SpecFuseLLM(LLM):
         call does not load them on the event loop); ``context_window`` appears once it is known."""
         payload: Dict[str, Any] = {
             "class_name": self.class_name(), "model_name": self.model_name, "num_output": self.max_new_tokens,
-            "is_chat_model": True, "is_function_calling_model": False,
+            "is_chat_model": True, "is_function_calling_model": True,
         }
         if self.context_window is not None or self.is_loaded:
             payload["context_window"] = self._member_window() - self.reserved_tokens
@@ -240,14 +242,19 @@ class SpecFuseLLM(LLM):
         """A call's configuration (see :func:`specfuse_core.integration.split_call_arguments`: ``max_tokens``
         is an alias of ``max_new_tokens``, ``None`` keeps the field, call stops add to the field's,
         unknown arguments are refused)."""
+        return self._request(kwargs)[0]
+
+    def _request(self, kwargs: Dict[str, Any]) -> "tuple[EnsembleConfig, Dict[str, Any]]":
+        """The configuration and the output arguments (response_format, tools, tool_choice) of a call."""
         call = integration.split_call_arguments(kwargs, model=self.model_name, adapter="SpecFuseLLM")
         fields = {name: getattr(self, name) for name in _TYPED_SETTINGS}
-        return integration.request_config(fields, self.additional_kwargs, call.overrides, stop=call.stop)
+        return integration.request_config(fields, self.additional_kwargs, call.overrides, stop=call.stop), call.output
 
     # ------------------------------------------------------------------ running (every endpoint goes through these)
     def _steps(self, core: List[CoreMessage], kwargs: Dict[str, Any]) -> Iterator[SegmentStep]:
         """Start the request now (bad input raises at call time), then yield segments lazily."""
-        span_id, stream = active_span_id.get(), integration.open_stream(self.ensemble, core, self._config(kwargs))
+        config, output = self._request(kwargs)
+        span_id, stream = active_span_id.get(), integration.open_stream(self.ensemble, core, config, output)
 
         def gen() -> Iterator[SegmentStep]:
             with closing(integration.segment_steps(stream)) as steps:
@@ -258,8 +265,8 @@ class SpecFuseLLM(LLM):
         return gen()
 
     async def _asteps(self, core: List[CoreMessage], kwargs: Dict[str, Any]) -> AsyncIterator[SegmentStep]:
-        span_id, config = active_span_id.get(), self._config(kwargs)
-        stream = await integration.aopen_stream(self._ensemble, self._source, core, config)
+        span_id, (config, output) = active_span_id.get(), self._request(kwargs)
+        stream = await integration.aopen_stream(self._ensemble, self._source, core, config, output)
 
         async def gen() -> AsyncIterator[SegmentStep]:
             async with aclosing(integration.asegment_steps(stream)) as steps:
@@ -310,29 +317,70 @@ class SpecFuseLLM(LLM):
     async def astream_complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponseAsyncGen:
         return astream_chat_response_to_completion_response(await self._astream_chat(self._completion_input(prompt, formatted), kwargs))
 
-    # ------------------------------------------------------------------ not offered (yet): fail at once, saying why
-    # (LlamaIndex's text fallback would generate a whole answer and then fail to parse it)
-    def structured_predict(self, *args: Any, **kwargs: Any) -> Any:
-        raise _no_structured_output()
+    # ------------------------------------------------------------------ function calling (constrained decoding in the core)
+    def _prepare_chat_with_tools(
+        self,
+        tools: Sequence[Any],
+        user_msg: Optional[Any] = None,
+        chat_history: Optional[List[ChatMessage]] = None,
+        verbose: bool = False,
+        allow_parallel_tool_calls: bool = False,
+        tool_required: bool = False,
+        tool_choice: Any = None,
+        **kwargs: Any,
+    ) -> Dict[str, Any]:
+        """The chat arguments for a call with tools: OpenAI tool dicts, and ``tool_choice``
+        (``"required"`` when ``tool_required``); several calls only with ``allow_parallel_tool_calls``."""
+        messages = list(chat_history or [])
+        if user_msg is not None:
+            messages.append(ChatMessage(role=MessageRole.USER, content=user_msg) if isinstance(user_msg, str) else user_msg)
+        specs = [tool.metadata.to_openai_tool() for tool in tools]
+        choice = tool_choice if tool_choice is not None else ("required" if tool_required else "auto")
+        return {
+            "messages": messages, "tools": specs or None, "tool_choice": choice if specs else None,
+            "parallel_tool_calls": allow_parallel_tool_calls if specs else None, **kwargs,
+        }
 
-    async def astructured_predict(self, *args: Any, **kwargs: Any) -> Any:
-        raise _no_structured_output()
+    def get_tool_calls_from_response(self, response: ChatResponse, error_on_no_tool_call: bool = True, **kwargs: Any) -> List[ToolSelection]:
+        """The parsed calls of a response (arguments already validated against each tool's schema)."""
+        calls = tool_calls_of(response.message)
+        if not calls and error_on_no_tool_call:
+            raise ValueError(f"expected at least one tool call, got none; the answer was: {response.message.content!r}")
+        return [ToolSelection(tool_id=c["id"], tool_name=c["name"], tool_kwargs=c["arguments"]) for c in calls]
 
-    def stream_structured_predict(self, *args: Any, **kwargs: Any) -> Any:
-        raise _no_structured_output()
+    # ------------------------------------------------------------------ structured output: the reply is constrained to the class's schema
+    def structured_predict(self, output_cls: Any, prompt: Any, llm_kwargs: Optional[Dict[str, Any]] = None, **prompt_args: Any) -> Any:
+        response = self.chat(structured_messages(self, prompt, prompt_args), response_format=output_cls, **(llm_kwargs or {}))
+        return output_cls.model_validate_json(response.message.content or "")
 
-    async def astream_structured_predict(self, *args: Any, **kwargs: Any) -> Any:
-        raise _no_structured_output()
+    async def astructured_predict(self, output_cls: Any, prompt: Any, llm_kwargs: Optional[Dict[str, Any]] = None, **prompt_args: Any) -> Any:
+        response = await self.achat(structured_messages(self, prompt, prompt_args), response_format=output_cls, **(llm_kwargs or {}))
+        return output_cls.model_validate_json(response.message.content or "")
 
-    def as_structured_llm(self, *args: Any, **kwargs: Any) -> Any:
-        raise _no_structured_output()
+    def stream_structured_predict(self, output_cls: Any, prompt: Any, llm_kwargs: Optional[Dict[str, Any]] = None, **prompt_args: Any) -> Any:
+        """Partial objects as segments land (those that validate so far), then the whole object."""
+        chunks = self.stream_chat(structured_messages(self, prompt, prompt_args), response_format=output_cls, **(llm_kwargs or {}))
 
+        def gen() -> Iterator[Any]:
+            with closing(chunks):
+                for chunk in chunks:
+                    partial = parse_partial(output_cls, chunk.message.content or "")
+                    if partial is not None:
+                        yield partial
 
-def _no_structured_output() -> Exception:
-    return integration.feature_not_offered(
-        "SpecFuseLLM", "structured output", "metadata.is_function_calling_model is False. Ask for JSON in the prompt "
-        "and parse the reply yourself (e.g. PydanticOutputParser), expecting failures",
-    )
+        return gen()
+
+    async def astream_structured_predict(self, output_cls: Any, prompt: Any, llm_kwargs: Optional[Dict[str, Any]] = None, **prompt_args: Any) -> Any:
+        chunks = await self.astream_chat(structured_messages(self, prompt, prompt_args), response_format=output_cls, **(llm_kwargs or {}))
+
+        async def gen() -> AsyncIterator[Any]:
+            async with aclosing(chunks):
+                async for chunk in chunks:
+                    partial = parse_partial(output_cls, chunk.message.content or "")
+                    if partial is not None:
+                        yield partial
+
+        return gen()
 
 
 class _EnsembleTokenizer:

@@ -1,6 +1,7 @@
 """LlamaIndex ``ChatMessage`` -> the core's ``{"role", "content"}`` messages."""
 
-from typing import Dict, List, Optional, Sequence
+import json
+from typing import Any, Dict, List, Optional, Sequence
 
 from llama_index.core.base.llms.types import (
     CachePoint,
@@ -8,11 +9,12 @@ from llama_index.core.base.llms.types import (
     MessageRole,
     TextBlock,
     ThinkingBlock,
+    ToolCallBlock,
 )
 from specfuse_core import InvalidConversationError
-from specfuse_core.integration import TOOL_ROLES, tool_message_error
+from specfuse_core.integration import assistant_message, tool_message, tool_message_error
 
-CoreMessage = Dict[str, str]
+CoreMessage = Dict[str, Any]
 
 #: LlamaIndex roles -> the three roles the core (and every member's chat template) knows.
 ROLE_MAP: Dict[str, str] = {
@@ -23,16 +25,16 @@ ROLE_MAP: Dict[str, str] = {
     MessageRole.MODEL.value: "assistant",
     MessageRole.CHATBOT.value: "assistant",
 }
-# Tool and function results are refused (the ensemble has no tool calling; see specfuse_core.integration).
+# Tool results (role "tool") become the core's tool messages; legacy "function" results are refused.
 
-# Blocks that carry no prompt text for a local text model and are skipped.
-_SKIPPED_BLOCKS = (ThinkingBlock, CachePoint)
+# Blocks that carry no prompt text for a local text model and are skipped (tool calls travel apart).
+_SKIPPED_BLOCKS = (ThinkingBlock, CachePoint, ToolCallBlock)
 
 
 def message_text(message: ChatMessage, index: int = 0) -> str:
     """The text of one message (text blocks joined like ``ChatMessage.content``); a clear error for
     images, audio, documents and tool calls, which the ensemble cannot read."""
-    if not message.blocks:  # ChatMessage(content=None): no text at all, not an empty string
+    if not message.blocks and _role(message) != MessageRole.TOOL.value:  # ChatMessage(content=None): no text at all
         raise InvalidConversationError(
             f"message {index} has no content (None): SpecFuseLLM is text-only, pass the message's text"
         )
@@ -77,15 +79,23 @@ def to_core_messages(messages: Sequence[ChatMessage]) -> List[CoreMessage]:
     for index, message in enumerate(messages):
         if not isinstance(message, ChatMessage):
             raise InvalidConversationError(f"message {index} is a {type(message).__name__}, not a ChatMessage")
-        if _role(message) in TOOL_ROLES:
-            raise tool_message_error("SpecFuseLLM", index, _role(message))
+        if _role(message) == MessageRole.FUNCTION.value:
+            raise tool_message_error("SpecFuseLLM", index, "function")
+        if _role(message) == MessageRole.TOOL.value:
+            extra = message.additional_kwargs
+            converted.append(tool_message(message_text(message, index), extra.get("tool_call_id"), extra.get("name")))
+            continue
         role = ROLE_MAP.get(_role(message))
         if role is None:
             raise InvalidConversationError(
                 f"message {index} has role {_role(message)!r}, which SpecFuseLLM cannot map; "
                 f"use one of {', '.join(sorted(ROLE_MAP))}"
             )
-        converted.append({"role": role, "content": message_text(message, index)})
+        calls = tool_calls_of(message) if role == "assistant" else []
+        if calls:
+            converted.append(assistant_message(message_text(message, index) if message.blocks else "", calls))
+        else:
+            converted.append({"role": role, "content": message_text(message, index)})
 
     leading = 0
     while leading < len(converted) and converted[leading]["role"] == "system":
@@ -94,6 +104,18 @@ def to_core_messages(messages: Sequence[ChatMessage]) -> List[CoreMessage]:
         merged = "\n\n".join(m["content"] for m in converted[:leading] if m["content"])
         converted = [{"role": "system", "content": merged}, *converted[leading:]]
     return converted
+
+
+def tool_calls_of(message: ChatMessage) -> List[Dict[str, Any]]:
+    """An assistant message's tool calls (``ToolCallBlock`` blocks) as ``{"id", "name", "arguments"}``."""
+    calls = []
+    for block in message.blocks:
+        if isinstance(block, ToolCallBlock):
+            arguments = block.tool_kwargs
+            if isinstance(arguments, str):
+                arguments = json.loads(arguments or "{}")
+            calls.append({"id": block.tool_call_id or "", "name": block.tool_name, "arguments": arguments})
+    return calls
 
 
 def _role(message: ChatMessage) -> str:

@@ -105,6 +105,12 @@ class MemberSession(ABC):
     def close(self) -> None:
         """Release the request's caches."""
 
+    def constrain(self, fmt: Any) -> bool:
+        """Draft under the grammar of ``fmt`` (a ``constrained.ResponseFormat``) from now on. Returns
+        False where the backend cannot mask its drafts (text-only members): it then only verifies in
+        constrained requests. Raises ``UnsupportedSchemaError`` for a format the engine refuses."""
+        return False
+
 
 @runtime_checkable
 class MemberBackend(Protocol):

@@ -11,7 +11,8 @@ from .calibration import Calibration
 from .config import EnsembleConfig
 from .errors import DuplicateMemberError, UnknownMemberNameError
 from .backend import MemberBackend
-from .messages import Conversation, normalize_conversation
+from .messages import Conversation, normalize_conversation, with_tools
+from .output import OutputSpec
 from .fair_lock import FairLock
 from .results import GenerationResult, SegmentEvent
 from .rounds import EnsembleRequest
@@ -127,12 +128,16 @@ class SpecFuse:
         """Length of ``text`` in the counting member's tokens, as ``usage.completion_tokens`` counts."""
         return len(self.token_ids(text))
 
-    def count_prompt_tokens(self, messages: Any) -> int:
+    def count_prompt_tokens(self, messages: Any, tools: Any = None) -> int:
         """Tokens the counting member's prompt takes for ``messages`` (a string or role/content
         messages), with what its chat template or the plain format adds: what ``usage.prompt_tokens``
         reports for that input. Part of a conversation counts too (no user message needed); an empty
         list is 0 tokens."""
         conversation = normalize_conversation(messages, partial=True)
+        if tools:  # the tools as the counting member's prompt shows them
+            from .constrained import tool_specs_from
+
+            conversation = with_tools(conversation, tool_specs_from(tools))
         return len(self.counting_member.prompt_ids(conversation)) if conversation else 0
 
     def describe(self) -> dict[str, Any]:
@@ -140,20 +145,37 @@ class SpecFuse:
         return {"members": [m.describe() for m in self.members], "config": self.config.model_dump()}
 
     # ------------------------------------------------------------------ requests
-    def start(self, messages: Any, config: EnsembleConfig | None = None, **overrides: Any) -> EnsembleRequest:
+    def start(
+        self,
+        messages: Any,
+        config: EnsembleConfig | None = None,
+        *,
+        response_format: Any = None,
+        tools: Any = None,
+        tool_choice: Any = None,
+        parallel_tool_calls: bool | None = None,
+        **overrides: Any,
+    ) -> EnsembleRequest:
         """Validate the input and open a request (no model work yet); drive it with ``step()``.
 
         ``config`` replaces the ensemble's settings for this request only; ``overrides`` change single
-        fields on top (``None`` values are ignored)."""
+        fields on top (``None`` values are ignored). ``response_format`` (a pydantic model class, a JSON
+        Schema, ``{"type": "json_object"}``, a regex or Lark grammar) or ``tools`` (OpenAI-style
+        function schemas or pydantic classes) with ``tool_choice`` (``auto``, ``required``, ``none``, a
+        tool name) and ``parallel_tool_calls`` (default: one call per answer) constrain every member's drafts (docs/structured_output.md); the result then carries
+        ``parsed`` or ``tool_calls``, or the request fails with ``StructuredOutputError``."""
         config = (config or self.config).with_overrides(**overrides)
+        output = OutputSpec.build(response_format, tools, tool_choice, parallel_tool_calls=parallel_tool_calls)
         conversation = normalize_conversation(messages)
         config = self._calibrated(self._routed(config, conversation))
+        if output is not None:
+            conversation = with_tools(conversation, output.tools)
         if config.weighting == "hedge" and config.persist_weights:
             hedge = self._weights
             hedge.learning_rate = config.hedge_learning_rate
         else:
             hedge = HedgeWeights(self.member_names, config.hedge_learning_rate, config.member_weights)
-        return EnsembleRequest(self.members, conversation, config, hedge)
+        return EnsembleRequest(self.members, conversation, config, hedge, output)
 
     def step(self, request: EnsembleRequest) -> SegmentEvent | None:
         if request.done:  # closed or abandoned: do not queue behind other requests' rounds to learn that

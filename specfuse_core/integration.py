@@ -9,12 +9,13 @@ chunks and responses. Everything else is here, so the adapters agree:
   :func:`request_config` merges them with a call's arguments and lets the core validate;
 - *which call arguments*: :func:`split_call_arguments` turns keyword arguments into config overrides.
   Unknown arguments are refused (:class:`~specfuse_core.errors.UnsupportedArgumentError`), never dropped;
-  feature arguments (``tools``, ``response_format``) are refused saying why, and are where structured
-  output and tool calling will plug in;
-- *which messages*: tool and function results are refused (:func:`tool_message_error`): the ensemble
-  has no tool calling, and showing a tool result as a user turn would put words in the user's mouth;
+  output arguments (``response_format``, ``tools``, ``tool_choice``, ``parallel_tool_calls``) go to the
+  core as they are (``CallArguments.output``); legacy ``functions``/``function_call`` are refused;
+- *which messages*: tool results and assistant tool calls (:func:`tool_message`,
+  :func:`assistant_message`); legacy function results are refused (:func:`tool_message_error`);
 - *what comes out*: :func:`segment_record` (one accepted segment's provenance) and :class:`FinalReport`
-  (usage, trace summary, finish reason), the same keys for every framework.
+  (usage, trace summary, finish reason), the same keys for every framework; with tools, a call's text
+  is held back and its parsed calls come on the last step (``SegmentStep.delta``).
 """
 
 from __future__ import annotations
@@ -36,16 +37,14 @@ PROVIDER = "specfuse"
 #: Call-time names the frameworks use for core settings.
 CALL_ALIASES: dict[str, str] = {"max_tokens": "max_new_tokens", "timeout": "timeout_s"}
 
-#: Arguments of features the ensemble does not offer yet (issue 12 plugs structured output and tool
-#: calling in here), each with what to do instead.
+#: Arguments of features the ensemble does not offer, each with what to do instead.
 FEATURE_ARGUMENTS: dict[str, str] = {
-    "tools": "tool calling",
-    "tool_choice": "tool calling",
-    "parallel_tool_calls": "tool calling",
-    "functions": "function calling",
-    "function_call": "function calling",
-    "response_format": "response formats (JSON mode, structured output)",
+    "functions": "legacy function calling (pass tools instead)",
+    "function_call": "legacy function calling (pass tool_choice instead)",
 }
+
+#: Call arguments that shape the output (docs/structured_output.md), passed to the core as they are.
+OUTPUT_ARGUMENTS: tuple[str, ...] = ("response_format", "tools", "tool_choice", "parallel_tool_calls")
 
 CONFIG_FIELDS: tuple[str, ...] = tuple(EnsembleConfig.model_fields)
 
@@ -202,6 +201,7 @@ class CallArguments:
 
     overrides: dict[str, Any]
     stop: list[str]
+    output: dict[str, Any] = field(default_factory=dict)  # response_format / tools / tool_choice for the core
 
 
 def split_call_arguments(
@@ -221,25 +221,26 @@ def split_call_arguments(
     if features:
         offered = sorted({FEATURE_ARGUMENTS[k] for k in features})
         raise UnsupportedArgumentError(
-            f"unsupported argument(s) for {adapter}: {', '.join(features)}. The ensemble has no {' or '.join(offered)} (yet); "
+            f"unsupported argument(s) for {adapter}: {', '.join(features)}. The ensemble has no {' or '.join(offered)}; "
             "per-call settings are EnsembleConfig fields (max_tokens, temperature, segment_tokens, ...)"
         )
-    known = set(CONFIG_FIELDS) | set(CALL_ALIASES) | plumbing | set(FEATURE_ARGUMENTS) | {"model"}
+    known = set(CONFIG_FIELDS) | set(CALL_ALIASES) | plumbing | set(FEATURE_ARGUMENTS) | set(OUTPUT_ARGUMENTS) | {"model"}
     unknown = sorted(set(kwargs) - known)
     if unknown:
         raise UnsupportedArgumentError(
             f"unsupported argument(s) for {adapter}: {', '.join(unknown)}. Per-call settings are EnsembleConfig "
-            "fields (max_tokens, temperature, segment_tokens, ...); the ensemble has no tool calling or response formats"
+            "fields (max_tokens, temperature, segment_tokens, ...), plus response_format, tools and tool_choice"
         )
     overrides: dict[str, Any] = {}
     for key, value in kwargs.items():
         name = CALL_ALIASES.get(key, key)
-        if value is None or key in plumbing or key == "model" or key in FEATURE_ARGUMENTS or name == "stop":
+        if value is None or key in plumbing or key == "model" or key in FEATURE_ARGUMENTS or key in OUTPUT_ARGUMENTS or name == "stop":
             continue
         if key in CALL_ALIASES and name in kwargs and kwargs[name] is not None:
             continue  # the core name wins over its alias
         overrides[name] = value
-    return CallArguments(overrides, _as_list(kwargs.get("stop")))
+    output = {k: kwargs[k] for k in OUTPUT_ARGUMENTS if kwargs.get(k) is not None}
+    return CallArguments(overrides, _as_list(kwargs.get("stop")), output)
 
 
 def _as_list(stop: str | Sequence[str] | None) -> list[str]:
@@ -262,12 +263,24 @@ TOOL_ROLES = frozenset({"tool", "function"})
 
 
 def tool_message_error(adapter: str, index: int, kind: str) -> InvalidConversationError:
-    """Why a tool or function message is refused, and what to send instead."""
+    """Why a legacy function message is refused, and what to send instead (tool results are taken)."""
     return InvalidConversationError(
-        f"message {index} is a {kind} message, but {adapter} has no tool calling (yet): its members never "
-        "asked for a tool. Pass the tool's output as text in a user message (a ReAct agent's observations "
-        "are user turns by default)"
+        f"message {index} is a {kind} message, which {adapter} does not take: legacy function calling is "
+        "not offered. Answer tool calls with tool messages (role 'tool', with the call's id)"
     )
+
+
+def tool_message(content: str, tool_call_id: str | None, name: str | None = None) -> dict[str, Any]:
+    """A tool result in the core's conversation."""
+    return {"role": "tool", "content": content, "tool_call_id": tool_call_id or "", "name": name or ""}
+
+
+def assistant_message(content: str, tool_calls: Sequence[Mapping[str, Any]] = ()) -> dict[str, Any]:
+    """An assistant turn, with the tool calls it made (``{"id", "name", "arguments": dict}``)."""
+    message: dict[str, Any] = {"role": "assistant", "content": content}
+    if tool_calls:
+        message["tool_calls"] = [{"id": c.get("id") or "", "name": c["name"], "arguments": dict(c.get("arguments") or {})} for c in tool_calls]
+    return message
 
 
 # ---------------------------------------------------------------------- what comes out
@@ -320,32 +333,56 @@ class SegmentStep:
     event: SegmentEvent
     text: str
     final: FinalReport | None = None
+    delta: str = ""  # what the caller may show now (tool-call text is held back; see _StepMaker)
 
     @property
     def record(self) -> dict[str, Any]:
         return segment_record(self.event)
 
 
-def open_stream(ensemble: SpecFuse, conversation: Any, config: EnsembleConfig) -> GenerationStream:
-    """Start a request now (bad input raises here, at call time)."""
-    return ensemble.stream(conversation, config)
+def open_stream(ensemble: SpecFuse, conversation: Any, config: EnsembleConfig, output: Mapping[str, Any] | None = None) -> GenerationStream:
+    """Start a request now (bad input raises here, at call time). ``output``: ``response_format`` /
+    ``tools`` / ``tool_choice`` (``CallArguments.output``)."""
+    return ensemble.stream(conversation, config, **dict(output or {}))
 
 
-async def aopen_stream(lazy: LazyEnsemble, source: EnsembleSource, conversation: Any, config: EnsembleConfig) -> AsyncGenerationStream:
+async def aopen_stream(lazy: LazyEnsemble, source: EnsembleSource, conversation: Any, config: EnsembleConfig,
+                       output: Mapping[str, Any] | None = None) -> AsyncGenerationStream:
     """Start a request with loading and prompt tokenisation off the event loop."""
     ensemble = await lazy.aget(source)
-    return await asyncio.to_thread(ensemble.astream, conversation, config)
+    return await asyncio.to_thread(lambda: ensemble.astream(conversation, config, **dict(output or {})))
 
 
 class _StepMaker:
-    """Turns a stream's events into steps (text so far; the final report on the finishing one)."""
+    """Turns a stream's events into steps (text shown so far; the final report on the finishing one).
+
+    With tools, text that is or may become a tool call (the answer starts with ``<tool_call>``, or
+    could still) is held back: a call is shown once, parsed, as the result's ``tool_calls`` on the last
+    step, never as half-written text; a text answer is released as soon as it cannot be a call."""
 
     def __init__(self, stream: GenerationStream | AsyncGenerationStream) -> None:
-        self.stream, self.text = stream, ""
+        self.stream, self.text, self.raw = stream, "", ""
+        output = stream.request.output
+        self.tools = output is not None and output.has_tools
 
     def __call__(self, event: SegmentEvent) -> SegmentStep:
-        self.text += event.text
-        return SegmentStep(event, self.text, FinalReport(self.stream.result()) if event.finish_reason else None)
+        self.raw += event.text
+        final = FinalReport(self.stream.result()) if event.finish_reason else None
+        if not self.tools:
+            delta = event.text
+        elif final is not None:
+            delta = "" if final.result.tool_calls else self.raw[len(self.text):]
+        else:
+            delta = "" if _may_be_call(self.raw) else self.raw[len(self.text):]
+        self.text += delta
+        return SegmentStep(event, self.text, final, delta)
+
+
+def _may_be_call(text: str) -> bool:
+    from .constrained.tools import CALL_OPEN
+
+    head = text.lstrip()
+    return head.startswith(CALL_OPEN) or CALL_OPEN.startswith(head)
 
 
 def segment_steps(stream: GenerationStream) -> Iterator[SegmentStep]:

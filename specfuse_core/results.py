@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -98,8 +98,28 @@ class SegmentEvent(BaseModel):
     faults: list[MemberFault] = Field(default_factory=list, description="members that failed in this round and were taken out")
 
 
+class ToolCall(BaseModel):
+    """A parsed call: the tool's name, its arguments as a dict, and an id to answer it with."""
+
+    id: str
+    name: str
+    arguments: dict[str, Any]
+
+
 class GenerationResult(BaseModel):
+    """``text`` is the accepted response as written (tool-call blocks included). Under a
+    ``response_format``, ``parsed`` is the validated value (a pydantic instance for a model class, the
+    JSON value for a schema, the text for a regex); with ``tools``, ``tool_calls`` holds the parsed
+    calls and ``content`` the text answer (empty when the answer is calls)."""
+
     text: str
     finish_reason: FinishReason
     usage: Usage
     trace: Trace
+    parsed: Any = None
+    tool_calls: list[ToolCall] = Field(default_factory=list)
+
+    @property
+    def content(self) -> str:
+        """The text answer: ``text``, or nothing when the answer is tool calls."""
+        return "" if self.tool_calls else self.text

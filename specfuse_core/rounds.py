@@ -19,9 +19,10 @@ from typing import Any
 
 from .backend import Candidate, Draft, MemberBackend, MemberSession, Sampling
 from .config import EnsembleConfig
-from .errors import AllMembersFailedError, ContextWindowExceededError, NoCandidatesError
+from .errors import AllMembersFailedError, ContextWindowExceededError, NoCandidatesError, UnsupportedFeatureError, UnsupportedSchemaError
 from .judge import Judge, RoundVerdict, merge_drafts
 from .messages import Conversation, last_user_text
+from .output import FinalOutput, OutputSpec
 from .results import FaultPhase, GenerationResult, MemberFault, SegmentEvent, Trace, Usage
 from .scoring import HedgeWeights
 from .text_align import end_of_turn_holdback, end_of_turn_position, stop_holdback, stop_position
@@ -36,8 +37,13 @@ class EnsembleRequest:
         conversation: Conversation,
         config: EnsembleConfig,
         hedge: HedgeWeights,
+        output: OutputSpec | None = None,
     ) -> None:
         self.config = config
+        self.output = output
+        self.final_output: FinalOutput | None = None
+        self.verify_only: set[str] = set()  # members that cannot draft under this request's grammar
+        self._pool: ThreadPoolExecutor | None = None  # set once the sessions are known
         self.members = {m.name: m for m in members}
         self.hedge = hedge
         self.judge = Judge(config, hedge, [m.name for m in members], last_user_text(conversation))
@@ -60,6 +66,7 @@ class EnsembleRequest:
                 self.trace.skipped[member.name] = str(error)
             except Exception as error:  # a broken member must not take the request down with it
                 self._record_fault(member.name, "start", error)
+        self._constrain()
         if not self.sessions:
             if self.trace.faults:
                 raise AllMembersFailedError(self.trace.faults, "", self.trace.skipped)
@@ -78,6 +85,30 @@ class EnsembleRequest:
         self._lock = threading.Lock()
         devices = {str(self.members[n].device) for n in self.sessions}
         self._pool = ThreadPoolExecutor(len(devices)) if len(devices) > 1 else None
+
+    def _constrain(self) -> None:
+        """Give every session the request's grammar. A format the engine refuses fails the request now
+        (it is the caller's); an engine failure in one member is that member's fault; a member that
+        cannot mask its drafts (text-only, remote) only verifies."""
+        fmt = self.output.fmt if self.output is not None else None
+        if fmt is None:
+            return
+        for name in list(self.sessions):
+            try:
+                if not self.sessions[name].constrain(fmt):
+                    self.verify_only.add(name)
+            except UnsupportedSchemaError:
+                self._release()
+                raise
+            except Exception as error:
+                self._record_fault(name, "start", error)
+                self.sessions.pop(name).close()
+        if self.sessions and not set(self.sessions) - self.verify_only:
+            self._release()
+            raise UnsupportedFeatureError(
+                "no member of this ensemble can draft under a response format or tools (text-only members "
+                "only verify such requests): add a local member"
+            )
 
     # ------------------------------------------------------------------ public
     @property
@@ -111,11 +142,14 @@ class EnsembleRequest:
                 self._lock.release()
 
     def result(self) -> GenerationResult:
+        output = self.final_output or FinalOutput()
         return GenerationResult(
             text=self.response,
             finish_reason=self.finish_reason or "length",
             usage=self.usage(),
             trace=self.trace,
+            parsed=output.parsed,
+            tool_calls=output.tool_calls,
         )
 
     def usage(self) -> Usage:
@@ -146,8 +180,15 @@ class EnsembleRequest:
         self.trace.wins[verdict.winner_member] = self.trace.wins.get(verdict.winner_member, 0) + 1
         self.trace.final_weights = self.judge.weights(list(self.sessions))
         if finish is not None:
+            self._check_output()
             self.finish_reason = finish
         return self._event(verdict, list(drafts), finish)
+
+    def _check_output(self) -> None:
+        """The final text parses and validates (or is valid tool calls), else the request fails with
+        ``StructuredOutputError``: a constrained request never returns unchecked output."""
+        if self.output is not None:
+            self.final_output = self.output.finish(self.response)
 
     def _judge(self, drafts: dict[str, Draft], gated: bool) -> RoundVerdict:
         """Merge the drafts into candidates, let the verifiers score them if a vote is needed, and
@@ -226,7 +267,12 @@ class EnsembleRequest:
         return drafts, False
 
     def _drafters(self) -> list[str]:
-        return self.judge.drafters(self.active)
+        drafters = self.judge.drafters(self.active)
+        if self.verify_only:  # under a grammar, only members that can mask their drafts propose
+            drafters = [n for n in drafters if n not in self.verify_only] or [n for n in self._healthy() if n not in self.verify_only]
+            if not drafters:
+                raise AllMembersFailedError(self.trace.faults, self.response, self.trace.skipped)
+        return drafters
 
     def _verifiers_besides(self, drafters: list[str]) -> list[str]:
         return [n for n in self._verifiers() if n not in drafters]
@@ -331,6 +377,7 @@ class EnsembleRequest:
 
     def _timed_out(self) -> SegmentEvent:
         """End a request whose time ran out between rounds, releasing any held-back text."""
+        self._check_output()
         self.finish_reason = "timeout"
         text = self.response[self.released :]
         self.released += len(text)

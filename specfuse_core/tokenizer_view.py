@@ -13,7 +13,7 @@ import weakref
 from collections.abc import Sequence
 from typing import Any
 
-from .messages import Conversation
+from .messages import Conversation, same_kind, uses_tools
 from .prompt_format import PlainPromptFormat, render_prompt
 
 # Fast tokenizers are one shared Rust object whose borrow check fails ("Already borrowed") when an encode
@@ -83,6 +83,10 @@ class TokenizerView:
         return None if strict else self.decode(tokens)
 
     def render(self, conversation: Conversation) -> str:
+        if uses_tools(conversation):  # tools offered, tool calls or results: the template's tools= or the fallback
+            from .constrained.tool_prompt import render_with_tools
+
+            return render_with_tools(self.tokenizer, conversation, getattr(conversation, "tools", ()), self.plain_prompt)
         return render_prompt(self.tokenizer, conversation, self.plain_prompt)
 
     def prompt_ids(self, conversation: Conversation) -> list[int]:
@@ -92,7 +96,7 @@ class TokenizerView:
         if not forged:
             return self._encode(self.render(conversation), split_special_tokens=False)
         marks = {f"\x00SPECFUSE-MESSAGE-{i}\x00": i for i in forged}
-        masked = [dict(m, content=f"\x00SPECFUSE-MESSAGE-{i}\x00") if i in forged else m for i, m in enumerate(conversation)]
+        masked = same_kind(conversation, [dict(m, content=f"\x00SPECFUSE-MESSAGE-{i}\x00") if i in forged else m for i, m in enumerate(conversation)])
         ids: list[int] = []
         for piece in re.split("(" + "|".join(re.escape(mark) for mark in marks) + ")", self.render(masked)):
             if piece in marks:

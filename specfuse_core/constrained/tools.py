@@ -25,6 +25,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..errors import ToolCallParseError, UnsupportedSchemaError
+from ..results import ToolCall  # defined with the results it travels in (torch-free)
 from .formats import JSON_LAYOUT, ResponseFormat
 from .limits import SchemaLimits, check_schema, check_source_size
 
@@ -46,14 +47,6 @@ class ToolSpec(BaseModel):
     def openai(self) -> dict[str, Any]:
         """The OpenAI function-tool dict (what chat templates' ``tools=`` expect)."""
         return {"type": "function", "function": {"name": self.name, "description": self.description, "parameters": self.parameters}}
-
-
-class ToolCall(BaseModel):
-    """A parsed call: the tool's name, its arguments as a dict, and an id to answer it with."""
-
-    id: str
-    name: str
-    arguments: dict[str, Any]
 
 
 class ParsedToolResponse(BaseModel):
@@ -123,15 +116,16 @@ class ToolsConstraint:
     tools: tuple[ToolSpec, ...]
     mode: ToolMode = "auto"
     only: str | None = None
+    parallel: bool = True  # several calls in one answer (False: exactly one; small models otherwise loop on calls)
 
     @property
     def source(self) -> str:
-        return json.dumps({"tools": [t.model_dump() for t in self.tools], "mode": self.mode, "only": self.only})
+        return json.dumps({"tools": [t.model_dump() for t in self.tools], "mode": self.mode, "only": self.only, "parallel": self.parallel})
 
     @classmethod
     def from_source(cls, source: str) -> "ToolsConstraint":
         data = json.loads(source)
-        return cls(tuple(ToolSpec(**t) for t in data["tools"]), data["mode"], data["only"])
+        return cls(tuple(ToolSpec(**t) for t in data["tools"]), data["mode"], data["only"], data.get("parallel", True))
 
     def callable_tools(self) -> list[ToolSpec]:
         return [t for t in self.tools if self.only in (None, t.name)]
@@ -168,7 +162,7 @@ class ToolsConstraint:
 
         rules = [
             f"call: {marker(CALL_OPEN)} \"\\n\"? %json {json.dumps(self.call_schema())} \"\\n\"? {marker(CALL_CLOSE)}",
-            'calls: call ("\\n" call)*',
+            'calls: call ("\\n" call)*' if self.parallel else "calls: call",
         ]
         if self.mode == "auto":
             rules.insert(0, "start: TEXT | calls")
@@ -181,14 +175,15 @@ class ToolsConstraint:
         return ResponseFormat("tools", self.source, name="tools")
 
 
-def tools_response_format(tools: Sequence[Any], tool_choice: Any = "auto", limits: SchemaLimits | None = None) -> ResponseFormat | None:
+def tools_response_format(tools: Sequence[Any], tool_choice: Any = "auto", limits: SchemaLimits | None = None,
+                          parallel: bool = True) -> ResponseFormat | None:
     """The constraint for a request with ``tools``; None for ``tool_choice="none"`` (plain text)."""
     limits = limits or SchemaLimits()
     specs = tool_specs_from(tools, limits)
     mode, only = tool_mode_from(tool_choice, specs)
     if mode == "none":
         return None
-    fmt = ToolsConstraint(tuple(specs), mode, only).response_format()
+    fmt = ToolsConstraint(tuple(specs), mode, only, parallel).response_format()
     check_source_size(fmt.source, limits, "the tool definitions")
     return fmt
 

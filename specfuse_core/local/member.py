@@ -51,6 +51,9 @@ class Member(TextMember):
         self.sliding_window: int | None = getattr(config, "sliding_window", None)
         self._cache_kwarg = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
         self.stop_token_ids = self._find_stop_token_ids()
+        output = model.get_output_embeddings()
+        # rows of the logits (may exceed len(tokenizer): padding rows); grammar masks are this wide
+        self.vocab_size = int(output.weight.shape[0]) if output is not None else int(getattr(config, "vocab_size", len(tokenizer)))
 
     # ------------------------------------------------------------------ loading
     @classmethod

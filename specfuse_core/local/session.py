@@ -16,6 +16,7 @@ from .packed import block_logprobs, packed_mask, plan_packed_pass
 from .sampling import TokenChooser
 
 if TYPE_CHECKING:
+    from ..constrained import MemberConstraint, ResponseFormat
     from .member import Member
 
 
@@ -59,6 +60,30 @@ class LocalSession(TextSession):
         self.cached_ids: list[int] = []  # tokens whose keys/values the cache holds (a prefix of it)
         self._verified: _VerifiedBlocks | None = None
         self._draft_record: _DraftRecord | None = None
+        self.constraint: MemberConstraint | None = None  # this request's grammar state (structured output, tools)
+
+    def constrain(self, fmt: "ResponseFormat") -> bool:
+        """Draft under ``fmt`` from now on: a matcher over this member's own tokenizer (compiled once
+        per tokenizer and format, process-wide); its end-of-turn tokens end the grammar."""
+        from ..constrained import MemberConstraint, shared_grammar_cache
+
+        member = self.member
+        matcher = shared_grammar_cache().matcher(member.tokenizer, fmt, sorted(member.stop_token_ids), vocab_size=member.vocab_size)
+        self.constraint = MemberConstraint(matcher, member.encode, member.name)
+        return True
+
+    def _next_token(self, logits: torch.Tensor) -> int:
+        """The drafted token for one row of next-token logits: the grammar's mask (in place), then the
+        chooser; the grammar state advances by the token (end-of-turn tokens end it instead). The one
+        per-row hook of drafting: call it exactly once per drafted token."""
+        constraint = self.constraint
+        if constraint is not None:
+            with torch.inference_mode():  # the logits are inference tensors: masked in place, no copy
+                constraint.mask_logits(logits)
+        token = self.chooser.choose(logits)
+        if constraint is not None and token not in self.member.stop_token_ids:
+            constraint.accept_token(token)
+        return token
 
     # ------------------------------------------------------------------ model calls
     def _forward(self, ids: Sequence[int], **kwargs: Any) -> torch.Tensor:
@@ -84,6 +109,8 @@ class LocalSession(TextSession):
     # ------------------------------------------------------------------ draft
     def draft(self, response: str, max_tokens: int, align: bool = True) -> Draft:
         self._drop_verified()
+        if self.constraint is not None:
+            self.constraint.sync_to(response)  # forget the last draft's tokens (a no-op after accept)
         context = self._context(response)
         logits = self._sync(context)
         record = _DraftRecord(response, context, torch.log_softmax(logits.float(), -1))
@@ -91,7 +118,7 @@ class LocalSession(TextSession):
         tokens: list[int] = []
         finished = False
         for step in range(max_tokens):
-            token = self.chooser.choose(logits)
+            token = self._next_token(logits)
             if token in self.member.stop_token_ids:
                 finished = True
                 if self.member.end_of_turn_id is not None:
@@ -226,6 +253,8 @@ class LocalSession(TextSession):
         if own_tokens is not None:
             # The winner keeps its own tokens (the text it generated), not a re-tokenisation of it.
             self.response_ids, self.response_text = own_tokens, response
+        if self.constraint is not None:
+            self.constraint.sync_to(response)  # GrammarResyncError here is this member's fault
 
     def _own_tokens_for(self, response: str, own: _DraftRecord | None) -> list[int] | None:
         """This member's draft tokens that spell the accepted text exactly, if any prefix does."""
@@ -251,3 +280,4 @@ class LocalSession(TextSession):
         self.cached_ids = []
         self._verified = None
         self._draft_record = None
+        self.constraint = None

@@ -16,6 +16,8 @@ class ScriptedMember:
     def __init__(self, name: str, segments: Sequence[str]) -> None:
         self.name = name
         self.segments = list(segments)
+        self.formats: list = []  # the grammars requests asked this member to draft under
+        self.conversations: list = []
 
     def encode(self, text: str) -> list[int]:
         return [ord(c) for c in text]
@@ -24,6 +26,7 @@ class ScriptedMember:
         return self.encode("".join(f"<{m['role']}>{m['content']}" for m in conversation) + "<assistant>")
 
     def start(self, conversation, chooser, reserved: int = 0) -> "ScriptedSession":
+        self.conversations.append(conversation)
         return ScriptedSession(self, len(self.prompt_ids(conversation)))
 
 
@@ -60,6 +63,11 @@ class ScriptedSession(MemberSession):
 
     def close(self) -> None:
         pass
+
+    def constrain(self, fmt) -> bool:
+        """Scripts stand for constrained drafts (the core's final check still validates them)."""
+        self.member.formats.append(fmt)
+        return True
 
 
 SEGMENTS = ["The sea ", "is wide ", "and deep."]

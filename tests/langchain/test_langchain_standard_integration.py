@@ -1,9 +1,8 @@
 """LangChain standard integration tests for ChatSpecFuse on the real tiny preset (offline, CPU).
 
-No tool calling, structured output, JSON mode or multimodal input: ``has_tool_calling`` and
-``has_structured_output`` are False, so the standard suite skips those tests (``bind_tools`` and
-``with_structured_output`` only raise ``UnsupportedFeatureError`` saying why). A per-call ``model=``
-override is refused (one instance is one ensemble).
+Tool calling, tool choice, structured output and JSON mode are on (constrained decoding in the
+core, issue 12); multimodal input is not. A per-call ``model=`` override is refused (one instance is
+one ensemble).
 """
 
 import pytest
@@ -20,14 +19,26 @@ class TestChatSpecFuseStandardIntegration(ChatModelIntegrationTests):
     def chat_model_class(self) -> type[BaseChatModel]:
         return ChatSpecFuse
 
-    # bind_tools/with_structured_output exist only to say why they are not offered
+    # tools and structured output run through constrained decoding in the core
     @property
     def has_tool_calling(self) -> bool:
-        return False
+        return True
+
+    @property
+    def has_tool_choice(self) -> bool:
+        return True
 
     @property
     def has_structured_output(self) -> bool:
-        return False
+        return True
+
+    @property
+    def structured_output_kwargs(self) -> dict:
+        return {"method": "json_schema"}
+
+    @property
+    def supports_json_mode(self) -> bool:
+        return True
 
     @property
     def chat_model_params(self) -> dict:

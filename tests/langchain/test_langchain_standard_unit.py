@@ -16,14 +16,26 @@ class TestChatSpecFuseStandardUnit(ChatModelUnitTests):
     def chat_model_class(self) -> type[BaseChatModel]:
         return ChatSpecFuse
 
-    # bind_tools/with_structured_output exist only to say why they are not offered
+    # tools and structured output run through constrained decoding in the core
     @property
     def has_tool_calling(self) -> bool:
-        return False
+        return True
+
+    @property
+    def has_tool_choice(self) -> bool:
+        return True
 
     @property
     def has_structured_output(self) -> bool:
-        return False
+        return True
+
+    @property
+    def structured_output_kwargs(self) -> dict:
+        return {"method": "json_schema"}
+
+    @property
+    def supports_json_mode(self) -> bool:
+        return True
 
     @property
     def chat_model_params(self) -> dict:

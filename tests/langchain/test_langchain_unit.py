@@ -6,7 +6,7 @@ import json
 import warnings
 
 import pytest
-from langchain_core.messages import AIMessage, AIMessageChunk, ChatMessage, HumanMessage, SystemMessage, ToolMessage
+from langchain_core.messages import AIMessage, AIMessageChunk, ChatMessage, FunctionMessage, HumanMessage, SystemMessage, ToolMessage
 
 from langchain_specfuse import ChatSpecFuse
 from langchain_specfuse.messages import to_conversation as _to_conversation
@@ -96,8 +96,8 @@ def test_call_overrides_are_validated_and_mapped_to_ensemble_config() -> None:
     assert config.max_new_tokens == 5
     assert config.temperature == 0.7
     assert config.stop == ["A", "B"]
-    with pytest.raises(ValueError, match="tools"):
-        model._request_config([], tools=[{"name": "x"}])
+    with pytest.raises(ValueError, match="functions"):
+        model._request_config([], functions=[{"name": "x"}])  # legacy function calling: refused, saying why
     with pytest.raises(ValueError, match="unsupported argument.*max_token\\b"):
         model._request_config([], max_token=5)  # a typo is refused, not dropped
     with pytest.raises(ValueError, match="cannot switch models"):
@@ -125,7 +125,7 @@ def test_messages_convert_to_a_text_conversation() -> None:
 @pytest.mark.parametrize(
     "message, error",
     [
-        (ToolMessage("3", tool_call_id="call_1"), "no tool calling"),
+        (FunctionMessage("3", name="f"), "legacy function calling"),
         (ChatMessage(role="critic", content="meh"), "role 'critic'"),
         (HumanMessage([{"type": "image", "url": "https://example.com/cat.png"}]), "text only"),
     ],
@@ -197,8 +197,7 @@ def test_token_counts_use_the_ensembles_tokenizer_not_gpt2() -> None:
     messages = [SystemMessage("sys"), HumanMessage("hello"), AIMessage("yo")]
     assert model.get_num_tokens_from_messages(messages) == len("<system>sys<user>hello<assistant>yo<assistant>")
     assert model.get_num_tokens_from_messages([]) == 0
-    with pytest.warns(UserWarning, match="no tool calling"):
-        model.get_num_tokens_from_messages(messages, tools=[{"name": "f"}])
+    assert model.get_num_tokens_from_messages(messages, tools=[{"name": "f"}]) >= model.get_num_tokens_from_messages(messages)
     custom = ChatSpecFuse(custom_get_token_ids=lambda text: [0, 1])
     assert custom.get_num_tokens("anything") == 2  # a user-supplied counter still wins, without loading
 
@@ -225,19 +224,17 @@ def test_an_empty_question_is_refused(prompt) -> None:
         _counting_model().invoke(prompt)
 
 
-def test_tools_and_structured_output_fail_at_once_saying_why() -> None:
-    """Issue 13 item 6: bind_tools raised a bare NotImplementedError()."""
+def test_tools_and_structured_output_bind_without_loading() -> None:
+    """bind_tools and with_structured_output only bind arguments: nothing loads until a call."""
     from pydantic import BaseModel
-
-    from specfuse_core import UnsupportedFeatureError
 
     class Answer(BaseModel):
         text: str
 
     model = ChatSpecFuse()
-    with pytest.raises(UnsupportedFeatureError, match="no tool calling .*tool-calling chat model") as info:
-        model.bind_tools([Answer])
-    assert isinstance(info.value, NotImplementedError)
-    with pytest.raises(UnsupportedFeatureError, match="no structured output or JSON mode .*JsonOutputParser"):
-        model.with_structured_output(Answer)
+    bound = model.bind_tools([Answer], tool_choice="any")
+    assert bound.kwargs["tools"][0]["function"]["name"] == "Answer" and bound.kwargs["tool_choice"] == "any"
+    model.with_structured_output(Answer)
+    with pytest.raises(ValueError, match="method"):
+        model.with_structured_output(Answer, method="xml")
     assert not model.is_loaded  # nothing was loaded to learn it

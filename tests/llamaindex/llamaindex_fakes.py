@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from specfuse_core.errors import ContextWindowExceededError
+from specfuse_core.messages import same_kind
 from specfuse_core.member import Candidate, Draft, MemberCounters, MemberSession
 
 
@@ -19,6 +20,7 @@ class ScriptedMember:
     def __init__(self, name: str, script: str, context_window: int = 4096) -> None:
         self.name = name
         self.script = script
+        self.formats: list = []
         self.context_window = context_window
         self.conversations: list[list[dict[str, str]]] = []
         self.closed = 0  # sessions closed (the core closes each request's sessions once done)
@@ -43,7 +45,7 @@ class ScriptedMember:
         prompt = self.prompt_ids(conversation)
         if len(prompt) + reserved >= self.context_window:
             raise ContextWindowExceededError(self.name, len(prompt), self.context_window, reserved)
-        self.conversations.append([dict(m) for m in conversation])
+        self.conversations.append(same_kind(conversation, [dict(m) for m in conversation]))  # tools kept
         return ScriptedSession(self, len(prompt))
 
 
@@ -94,6 +96,11 @@ class ScriptedSession(MemberSession):
 
     def close(self) -> None:
         self.member.closed += 1
+
+    def constrain(self, fmt) -> bool:
+        """Scripts stand for constrained drafts (the core's final check still validates them)."""
+        self.member.formats.append(fmt)
+        return True
 
 
 def scripted_ensemble(script: str, other: str = "Something else entirely.", context_window: int = 4096):

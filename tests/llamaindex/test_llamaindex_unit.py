@@ -165,7 +165,7 @@ def test_metadata_reserves_what_generation_needs():
     meta = llm.metadata
     assert meta.context_window == 3000 - (100 + 4 * 8)
     assert meta.num_output == 100
-    assert meta.is_chat_model is True and meta.is_function_calling_model is False
+    assert meta.is_chat_model is True and meta.is_function_calling_model is True
     assert meta.model_name == "specfuse:alpha+beta+gamma"
     assert meta.system_role == MessageRole.SYSTEM
 
@@ -208,13 +208,11 @@ def test_roles_and_blocks_map_to_core_messages():
     ]
 
 
-@pytest.mark.parametrize("role", [MessageRole.TOOL, MessageRole.FUNCTION])
-def test_tool_and_function_results_are_refused_like_in_langchain(role):
-    """One policy for both adapters: the ensemble has no tool calling, so a tool result is not shown
-    to the members as if the user had said it."""
+def test_function_results_are_refused_like_in_langchain():
+    """One policy for both adapters: legacy function results are refused (tool results are taken)."""
     llm, members = fake_llm()
-    with pytest.raises(InvalidConversationError, match="message 1 is a .* message, but SpecFuseLLM has no tool calling"):
-        llm.chat([user("What is 6 * 7?"), ChatMessage(role=role, content="42")])
+    with pytest.raises(InvalidConversationError, match="message 1 is a function message.*legacy function calling"):
+        llm.chat([user("What is 6 * 7?"), ChatMessage(role=MessageRole.FUNCTION, content="42")])
     assert members[0].conversations == []
 
 
@@ -329,8 +327,8 @@ def test_per_call_overrides_and_max_tokens_alias():
     assert llm.chat([user("Hi")], segment_tokens=4).additional_kwargs["rounds"] == len(expected_segments(SCRIPT, 4))
     with pytest.raises(ValueError, match="unsupported argument.*some_unknown_option"):  # refused, as in LangChain
         llm.complete("Hi", some_unknown_option=True)
-    with pytest.raises(ValueError, match="response_format.*response formats"):
-        llm.chat([user("Hi")], response_format={"type": "json_object"})
+    with pytest.raises(ValueError, match="functions.*legacy function calling"):
+        llm.chat([user("Hi")], functions=[{"name": "f"}])
     assert llm.complete("Hi", max_tokens=None, seed=None, stop=None).text == SCRIPT  # None keeps the field
 
 
@@ -446,23 +444,20 @@ def test_none_or_empty_content_is_named(content, message):
         llm.complete("   ")
 
 
-async def test_structured_prediction_fails_at_once_saying_why():
-    """Issue 13 item 6: structured_predict generated for 100 s, then failed with 'Invalid JSON: EOF'."""
+async def test_structured_prediction_constrains_every_member_and_parses():
     from pydantic import BaseModel
-
-    from specfuse_core import UnsupportedFeatureError
 
     class Answer(BaseModel):
         text: str
+        score: int
 
-    llm, members = fake_llm()
+    llm, members = fake_llm('{"text": "yes", "score": 3}')
     prompt = PromptTemplate("Answer {question}")
-    for call in (llm.structured_predict, llm.stream_structured_predict):
-        with pytest.raises(UnsupportedFeatureError, match="no structured output .*PydanticOutputParser"):
-            call(Answer, prompt, question="what?")
-    for acall in (llm.astructured_predict, llm.astream_structured_predict):
-        with pytest.raises(UnsupportedFeatureError, match="no structured output"):
-            await acall(Answer, prompt, question="what?")
-    with pytest.raises(UnsupportedFeatureError):
-        llm.as_structured_llm(Answer)
-    assert all(m.conversations == [] for m in members)  # no request was started
+    expected = Answer(text="yes", score=3)
+    assert llm.structured_predict(Answer, prompt, question="what?") == expected
+    assert await llm.astructured_predict(Answer, prompt, question="what?") == expected
+    streamed = list(llm.stream_structured_predict(Answer, prompt, question="what?"))
+    assert streamed[-1] == expected
+    assert [p async for p in await llm.astream_structured_predict(Answer, prompt, question="what?")][-1] == expected
+    assert llm.as_structured_llm(Answer).complete("what?").raw == expected
+    assert all(f.kind == "json_schema" for f in members[0].formats) and len(members[0].formats) == 5
