@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..errors import InvalidConversationError
+from ..messages import _tool_calls as tool_calls_of
 from ..prompt_format import PlainPromptFormat, render_prompt
 from .tools import CALL_CLOSE, CALL_OPEN, ToolSpec
 
@@ -49,26 +50,12 @@ def tool_conversation(messages: Sequence[Any]) -> list[dict[str, Any]]:
             raise InvalidConversationError(f"message {index} content must be a string, got {type(content).__name__}")
         item: dict[str, Any] = {"role": role, "content": content}
         if role == "assistant" and get("tool_calls"):
-            item["tool_calls"] = [_call(call, index) for call in get("tool_calls")]
+            item["tool_calls"] = tool_calls_of(get("tool_calls"), index)
         if role == "tool":
             item["tool_call_id"] = get("tool_call_id") or ""
             item["name"] = get("name") or ""
         out.append(item)
     return out
-
-
-def _call(call: Any, index: int) -> dict[str, Any]:
-    data = call.model_dump() if hasattr(call, "model_dump") else dict(call)
-    function = data.get("function") if isinstance(data.get("function"), Mapping) else data
-    name, arguments = function.get("name"), function.get("arguments", {})
-    if isinstance(arguments, str):
-        try:
-            arguments = json.loads(arguments or "{}")
-        except json.JSONDecodeError:
-            raise InvalidConversationError(f"message {index}: tool call arguments are not JSON") from None
-    if not isinstance(name, str) or not isinstance(arguments, dict):
-        raise InvalidConversationError(f"message {index}: a tool call needs a name and an arguments object")
-    return {"id": data.get("id") or "", "name": name, "arguments": arguments}
 
 
 def render_with_tools(tokenizer: Any, messages: Sequence[Any], tools: Sequence[ToolSpec] = (),
