@@ -1,5 +1,6 @@
 """``specfuse`` command line: ``specfuse chat "question"`` streams the ensemble's answer segment by segment;
-``specfuse eval`` scores members and ensemble modes on a dataset (see docs/evaluation.md)."""
+``specfuse eval`` scores members and ensemble modes on a dataset (see docs/evaluation.md);
+``specfuse serve`` serves the ensemble over an OpenAI-compatible HTTP API (see docs/serving.md)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from .errors import SpecFuseError
 from .integration import core_default
 from .evaluation.command import add_calibrate_arguments, add_eval_arguments, run_calibrate_command, run_eval_command
 from .results import GenerationResult
+from .serve.command import add_serve_arguments, run_serve_command
 
 COLOURS = ["cyan", "magenta", "green", "yellow", "blue", "red"]
 
@@ -57,6 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--out", type=Path, required=True, help="folder for summary.json, report.md and the plot")
     compare.add_argument("--rename", action="append", default=[], metavar="[RUN:]MODE=NEW", help="rename a mode (repeatable), e.g. dev-base:ensemble=uncalibrated")
     compare.add_argument("--data-dir", type=Path, default=None, help="folder of the public set, for gsm8k/ifeval runs")
+    serve = commands.add_parser("serve", help="serve the ensemble over an OpenAI-compatible HTTP API (docs/serving.md)")
+    add_serve_arguments(serve)
     return parser
 
 
@@ -68,6 +72,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_eval_command(args, err, argv)
     if args.command == "calibrate":
         return run_calibrate_command(args, err, argv)
+    if args.command == "serve":
+        return run_serve_command(args, err)
     if args.command == "compare":
         from .evaluation.compare import compare_runs
 
