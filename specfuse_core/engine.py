@@ -12,7 +12,8 @@ from .config import EnsembleConfig
 from .errors import DuplicateMemberError, UnknownMemberNameError
 from .backend import MemberBackend
 from .messages import normalize_conversation
-from .fair_lock import FairLock
+from .scheduler import RoundScheduler
+from .shared_drafts import share_drafts
 from .results import GenerationResult, SegmentEvent
 from .rounds import EnsembleRequest
 from .scoring import HedgeWeights
@@ -37,8 +38,9 @@ def check_member_names(config: EnsembleConfig, names: Sequence[str]) -> None:
 class SpecFuse:
     """Segment-level ensemble of local causal LMs.
 
-    Requests run one round at a time under a per-ensemble lock: concurrent callers share the weights,
-    each request keeps its own caches, and rounds of different requests interleave. A member that
+    Concurrent requests run their rounds together (up to ``max_batch_requests``, first come first
+    served): local members draft for all of them in shared forward passes, each request keeps its own
+    caches, and its output is the one it gets alone. A member that
     raises is taken out of that request only (reported in ``trace.faults``); see docs/reliability.md.
     """
 
@@ -57,7 +59,8 @@ class SpecFuse:
         self.members = members
         self.calibration = Calibration.load(calibration) if isinstance(calibration, (str, Path)) else calibration
         self.config = self._calibrated(config or EnsembleConfig())
-        self._compute = FairLock()  # rounds of concurrent requests take turns in arrival order
+        # rounds of concurrent requests run together, in arrival order (docs/reliability.md)
+        self._rounds = RoundScheduler(self.config.max_batch_requests, share_drafts)
         # kept across requests if persist_weights; starts from the calibrated prior weights
         self._weights = HedgeWeights(names, self.config.hedge_learning_rate, self.config.member_weights)
 
@@ -140,8 +143,7 @@ class SpecFuse:
     def step(self, request: EnsembleRequest) -> SegmentEvent | None:
         if request.done:  # closed or abandoned: do not queue behind other requests' rounds to learn that
             return None
-        with self._compute:
-            return request.step()
+        return self._rounds.run(request)
 
     def stream(self, messages: Any, config: EnsembleConfig | None = None, **overrides: Any) -> "GenerationStream":
         """Iterate accepted segments as they land. Input is validated now, not on the first ``next``."""
