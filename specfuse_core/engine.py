@@ -99,6 +99,12 @@ class SpecFuse:
         """Learned hedge weights (meaningful with ``weighting='hedge'`` and ``persist_weights=True``)."""
         return self._weights.snapshot()
 
+    @property
+    def batching(self) -> dict[str, int]:
+        """Counters of the round scheduler: ``batches`` run, and ``batched_rounds`` (rounds that ran
+        alongside another request's, sharing drafting passes)."""
+        return self._rounds.stats()
+
     # ------------------------------------------------------------------ token counting
     @property
     def counting_member(self) -> MemberBackend:

@@ -122,5 +122,5 @@ class RoundScheduler:
         if not ticket.finished:
             ticket.request.close()
 
-    def stats(self) -> dict[str, Any]:
+    def stats(self) -> dict[str, int]:
         return {"batches": self.batches, "batched_rounds": self.batched_rounds}

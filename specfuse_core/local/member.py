@@ -80,6 +80,7 @@ class Member(TextMember):
         allow_pickle: bool = False,
         plain_prompt: PlainPromptFormat | None = None,
         context_window: int | None = None,
+        decode_block: int = 8,
         **model_kwargs: Any,
     ) -> "Member":
         """Load a hub id or local directory. Safetensors only, unless ``allow_pickle=True``.
@@ -126,6 +127,7 @@ class Member(TextMember):
             name=name or path.name or str(path_or_id),
             plain_prompt=plain_prompt,
             context_window=context_window,
+            decode_block=decode_block,
         )
 
     @classmethod
