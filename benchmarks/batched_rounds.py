@@ -99,6 +99,7 @@ def main() -> None:
         timed_stream(ensemble, prompt, args.max_new_tokens, run, start)
         run["start"] = start
         alone.append(run)
+        print(f"alone {len(alone)}/{top}: {run['tokens']} tokens", flush=True)
     alone_s = time.perf_counter() - began
     alone_rate = sum(r["tokens"] for r in alone) / alone_s
 
@@ -125,6 +126,7 @@ def main() -> None:
             "shared_passes": sum(r["shared"] for r in runs),
             "identical_to_alone": all(r["text"] == a["text"] for r, a in zip(runs, alone)),
         })
+        print(json.dumps(rows[-1]), flush=True)
     alone_lat = [latency(r, r["start"]) for r in alone]
     report = {
         "device": args.device, "members": [m.name for m in ensemble.members], "max_new_tokens": args.max_new_tokens,
