@@ -121,13 +121,15 @@ def main() -> None:
             "wall_s": round(wall, 2),
             "tokens_per_s": round(tokens / wall, 2),
             "vs_alone": round(tokens / wall / alone_rate, 2),
+            # against the N=1 row measured just before (same machine load; pass 1 first in --concurrency)
+            "vs_one": round(tokens / wall / rows[0]["tokens_per_s"], 2) if rows else 1.0,
             "first_segment_s": round(statistics.mean(f for f, _ in lat), 2),
             "per_segment_s": round(statistics.mean(p for _, p in lat if p == p), 3) if any(p == p for _, p in lat) else None,
             "shared_passes": sum(r["shared"] for r in runs),
             "identical_to_alone": all(r["text"] == a["text"] for r, a in zip(runs, alone)),
         })
         print(json.dumps(rows[-1]), flush=True)
-    alone_lat = [latency(r, r["start"]) for r in alone]
+    alone_lat = [latency(r, 0.0) for r in alone]  # stamps are already relative to each request's start
     report = {
         "device": args.device, "members": [m.name for m in ensemble.members], "max_new_tokens": args.max_new_tokens,
         "decode_block": args.decode_block, "torch_threads": torch.get_num_threads(),
