@@ -43,6 +43,8 @@ class MemberUsage(BaseModel):
     drafted_tokens: int = 0
     verified_tokens: int = 0
     forward_calls: int = 0
+    # decode passes of this member that drafted for this request together with other requests (batched rounds)
+    shared_forward_calls: int = 0
 
 
 MemberCounters = MemberUsage  # the name sessions used before the two were merged

@@ -64,6 +64,13 @@ class EnsembleConfig(BaseModel):
     min_members: int = Field(1, ge=1)
     exited_members_verify: bool = Field(False, description="Exited members keep scoring candidates.")
 
+    # -- concurrency
+    max_batch_requests: int = Field(
+        8, ge=1, le=4096,
+        description="Concurrent requests whose rounds run together (shared drafting passes); 1 runs rounds one at a time. "
+        "An ensemble setting: read from the ensemble's config, not per request.",
+    )
+
     # -- bad input and reliability
     context_overflow: Literal["error", "skip_member"] = "error"
     timeout_s: float | None = Field(

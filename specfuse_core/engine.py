@@ -13,7 +13,8 @@ from .errors import DuplicateMemberError, UnknownMemberNameError
 from .backend import MemberBackend
 from .messages import Conversation, normalize_conversation, with_tools
 from .output import OutputSpec
-from .fair_lock import FairLock
+from .scheduler import RoundScheduler
+from .shared_drafts import share_drafts
 from .results import GenerationResult, SegmentEvent
 from .rounds import EnsembleRequest
 from .scoring import HedgeWeights
@@ -38,8 +39,9 @@ def check_member_names(config: EnsembleConfig, names: Sequence[str]) -> None:
 class SpecFuse:
     """Segment-level ensemble of local causal LMs.
 
-    Requests run one round at a time under a per-ensemble lock: concurrent callers share the weights,
-    each request keeps its own caches, and rounds of different requests interleave. A member that
+    Concurrent requests run their rounds together (up to ``max_batch_requests``, first come first
+    served): local members draft for all of them in shared forward passes, each request keeps its own
+    caches, and its output is the one it gets alone. A member that
     raises is taken out of that request only (reported in ``trace.faults``); see docs/reliability.md.
     """
 
@@ -61,7 +63,8 @@ class SpecFuse:
         # the trust fields the calibration (not the caller) set: a router may re-fit these per prompt
         self._calibrated_fields = {k for k in self.calibration.config_fields() if not getattr(config, k)} if self.calibration else set()
         self.config = self._calibrated(config)
-        self._compute = FairLock()  # rounds of concurrent requests take turns in arrival order
+        # rounds of concurrent requests run together, in arrival order (docs/reliability.md)
+        self._rounds = RoundScheduler(self.config.max_batch_requests, share_drafts)
         # kept across requests if persist_weights; starts from the calibrated prior weights
         self._weights = HedgeWeights(names, self.config.hedge_learning_rate, self.config.member_weights)
 
@@ -113,6 +116,12 @@ class SpecFuse:
     def weights(self) -> dict[str, float]:
         """Learned hedge weights (meaningful with ``weighting='hedge'`` and ``persist_weights=True``)."""
         return self._weights.snapshot()
+
+    @property
+    def batching(self) -> dict[str, int]:
+        """Counters of the round scheduler: ``batches`` run, and ``batched_rounds`` (rounds that ran
+        alongside another request's, sharing drafting passes)."""
+        return self._rounds.stats()
 
     # ------------------------------------------------------------------ token counting
     @property
@@ -180,8 +189,7 @@ class SpecFuse:
     def step(self, request: EnsembleRequest) -> SegmentEvent | None:
         if request.done:  # closed or abandoned: do not queue behind other requests' rounds to learn that
             return None
-        with self._compute:
-            return request.step()
+        return self._rounds.run(request)
 
     def stream(self, messages: Any, config: EnsembleConfig | None = None, **overrides: Any) -> "GenerationStream":
         """Iterate accepted segments as they land. Input is validated now, not on the first ``next``."""

@@ -249,8 +249,7 @@ class EnsembleRequest:
         config = self.config
         drafts: dict[str, Draft] = {}
         while not drafts:  # members that fail are taken out; the rest draft (raises once nobody is left)
-            drafting = self._drafters()
-            align = len(drafting) > 1 or bool(self._verifiers_besides(drafting))
+            drafting, align = self._drafting_plan()
 
             def draft(name: str) -> Draft:
                 return self.sessions[name].draft(self.response, config.segment_tokens, align=align)
@@ -265,6 +264,22 @@ class EnsembleRequest:
             else:
                 drafts = self._each("draft", drafting, draft)
         return drafts, False
+
+    def _drafting_plan(self) -> tuple[list[str], bool]:
+        """Members that draft this round, and whether their drafts are cut to word boundaries."""
+        drafting = self._drafters()
+        return drafting, len(drafting) > 1 or bool(self._verifiers_besides(drafting))
+
+    def planned_drafts(self) -> list[tuple[MemberBackend, MemberSession, str, int, bool]]:
+        """The draft calls the next round starts with, as ``(member, session, response, max_tokens,
+        align)``: the lead's alone under gating, else every drafter's. Lets the engine run them for
+        several requests in shared passes before the rounds ask (see :mod:`.shared_drafts`)."""
+        if self.done or self._expired():
+            return []
+        drafting, align = self._drafting_plan()
+        lead = self.judge.lead(drafting)
+        names = [lead] if lead is not None else drafting
+        return [(self.members[n], self.sessions[n], self.response, self.config.segment_tokens, align) for n in names]
 
     def _drafters(self) -> list[str]:
         drafters = self.judge.drafters(self.active)

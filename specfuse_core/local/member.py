@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -39,7 +39,13 @@ class Member(TextMember):
         name: str,
         plain_prompt: PlainPromptFormat | None = None,
         context_window: int | None = None,
+        decode_block: int = 8,
     ) -> None:
+        """``decode_block``: rows of every drafting decode pass (a lone request is padded to it, a
+        bigger batch of requests cut into blocks of it): fixed so that batching never changes a
+        request's output (see :mod:`.rows`). 8 suits a CPU; a GPU serving many requests wants more."""
+        if decode_block < 1:
+            raise ValueError("decode_block must be >= 1")
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.name = name
@@ -54,6 +60,14 @@ class Member(TextMember):
         output = model.get_output_embeddings()
         # rows of the logits (may exceed len(tokenizer): padding rows); grammar masks are this wide
         self.vocab_size = int(output.weight.shape[0]) if output is not None else int(getattr(config, "vocab_size", len(tokenizer)))
+        self.decode_block = decode_block
+        self.row_invariant = _install_rows(model, name)
+
+    def draft_together(self, jobs: "Sequence[tuple[LocalSession, str, int, bool]]") -> None:
+        """Draft for several requests at once (see :func:`.batched_draft.draft_together`)."""
+        from .batched_draft import draft_together
+
+        draft_together(self, jobs)
 
     # ------------------------------------------------------------------ loading
     @classmethod
@@ -69,6 +83,7 @@ class Member(TextMember):
         allow_pickle: bool = False,
         plain_prompt: PlainPromptFormat | None = None,
         context_window: int | None = None,
+        decode_block: int = 8,
         **model_kwargs: Any,
     ) -> "Member":
         """Load a hub id or local directory. Safetensors only, unless ``allow_pickle=True``.
@@ -115,6 +130,7 @@ class Member(TextMember):
             name=name or path.name or str(path_or_id),
             plain_prompt=plain_prompt,
             context_window=context_window,
+            decode_block=decode_block,
         )
 
     @classmethod
@@ -168,6 +184,19 @@ class Member(TextMember):
             elif isinstance(value, (list, tuple)):
                 ids.update(int(v) for v in value)
         return frozenset(ids)
+
+
+def _install_rows(model: Any, name: str) -> bool:
+    """Route the model's attention through the row-invariant decode path; False (plain decode steps,
+    no batched drafting) for a model whose attention cannot be switched."""
+    from .rows import install
+
+    try:
+        install(model)
+        return True
+    except Exception as error:
+        logger.warning("member %r: row-invariant decoding unavailable (%s); its drafts are not batched", name, type(error).__name__)
+        return False
 
 
 def _first_line(error: BaseException) -> str:

@@ -12,6 +12,7 @@ import torch
 from ..backend import Candidate, Draft, TextSession
 from ..text_align import REPLACEMENT_CHAR
 from .kv_cache import common_prefix_length, crop_to, new_cache, splice
+from .rows import decode_rows
 from .packed import block_logprobs, packed_mask, plan_packed_pass
 from .sampling import TokenChooser
 
@@ -44,10 +45,27 @@ class _DraftRecord:
     end_logprob: float | None = None  # log-prob of the end-of-turn token where the draft stopped
     text: str = ""
     finished: bool = False
+    max_tokens: int = 0
+    pending: int | None = None  # drafted, not fed yet
 
     def own_logprobs(self, count: int, finished: bool) -> list[float]:
         picked = self.token_logprobs[: count - (1 if finished else 0)]
         return picked + [self.end_logprob] if finished else picked
+
+
+@dataclass
+class _SharedDraft:
+    """A draft computed in a batched step for this session, waiting for the round to ask for it."""
+
+    key: tuple[str, int, bool]  # (response, max_tokens, align) of the draft call it answers
+    draft: Draft | None
+    error: Exception | None
+
+    def outcome(self) -> Draft:
+        if self.error is not None:
+            raise self.error
+        assert self.draft is not None
+        return self.draft
 
 
 class LocalSession(TextSession):
@@ -61,6 +79,8 @@ class LocalSession(TextSession):
         self._verified: _VerifiedBlocks | None = None
         self._draft_record: _DraftRecord | None = None
         self.constraint: MemberConstraint | None = None  # this request's grammar state (structured output, tools)
+        self._drafting: _DraftRecord | None = None  # the draft in progress (between begin_draft and end_draft)
+        self._shared: _SharedDraft | None = None
 
     def constrain(self, fmt: "ResponseFormat") -> bool:
         """Draft under ``fmt`` from now on: a matcher over this member's own tokenizer (compiled once
@@ -71,19 +91,6 @@ class LocalSession(TextSession):
         matcher = shared_grammar_cache().matcher(member.tokenizer, fmt, sorted(member.stop_token_ids), vocab_size=member.vocab_size)
         self.constraint = MemberConstraint(matcher, member.encode, member.name)
         return True
-
-    def _next_token(self, logits: torch.Tensor) -> int:
-        """The drafted token for one row of next-token logits: the grammar's mask (in place), then the
-        chooser; the grammar state advances by the token (end-of-turn tokens end it instead). The one
-        per-row hook of drafting: call it exactly once per drafted token."""
-        constraint = self.constraint
-        if constraint is not None:
-            with torch.inference_mode():  # the logits are inference tensors: masked in place, no copy
-                constraint.mask_logits(logits)
-        token = self.chooser.choose(logits)
-        if constraint is not None and token not in self.member.stop_token_ids:
-            constraint.accept_token(token)
-        return token
 
     # ------------------------------------------------------------------ model calls
     def _forward(self, ids: Sequence[int], **kwargs: Any) -> torch.Tensor:
@@ -107,39 +114,90 @@ class LocalSession(TextSession):
         return self.prompt_ids + self._view(response)
 
     # ------------------------------------------------------------------ draft
+    def next_token(self, logits: torch.Tensor) -> int:
+        """One next-token logits row of this request -> its next draft token: the grammar's mask (in
+        place), then the chooser; the grammar state advances by the token (end-of-turn tokens end it
+        instead). The one place a token is picked, alone or in a batched step, so per-request rules
+        apply to both: call it exactly once per drafted token."""
+        constraint = self.constraint
+        if constraint is not None:
+            with torch.inference_mode():  # the logits are inference tensors: masked in place, no copy
+                constraint.mask_logits(logits)
+        token = self.chooser.choose(logits)
+        if constraint is not None and token not in self.member.stop_token_ids:
+            constraint.accept_token(token)
+        return token
+
     def draft(self, response: str, max_tokens: int, align: bool = True) -> Draft:
+        shared, self._shared = self._shared, None
+        if shared is not None and shared.key == (response, max_tokens, align):
+            return shared.outcome()
+        self.begin_draft(response, max_tokens)
+        member = self.member
+        while (token := self.pending_token) is not None:
+            if member.row_invariant:
+                logits = decode_rows(member.model, member._cache_kwarg, [self.cache], [token], [len(self.cached_ids)], member.decode_block)[0]
+            else:
+                logits = self._forward([token], logits_to_keep=1)[-1]
+                self.counters.forward_calls -= 1  # counted by feed_draft
+            self.feed_draft(logits)
+        return self.end_draft(align)
+
+    def begin_draft(self, response: str, max_tokens: int) -> None:
+        """Sync the cache to ``prompt + response`` (a per-request prefill) and pick the first token."""
         self._drop_verified()
+        self._draft_record = None
         if self.constraint is not None:
             self.constraint.sync_to(response)  # forget the last draft's tokens (a no-op after accept)
         context = self._context(response)
         logits = self._sync(context)
-        record = _DraftRecord(response, context, torch.log_softmax(logits.float(), -1))
-        logprobs = record.context_logprobs
-        tokens: list[int] = []
-        finished = False
-        for step in range(max_tokens):
-            token = self._next_token(logits)
-            if token in self.member.stop_token_ids:
-                finished = True
-                if self.member.end_of_turn_id is not None:
-                    record.end_logprob = float(logprobs[self.member.end_of_turn_id])
-                break
-            tokens.append(token)
-            record.token_logprobs.append(float(logprobs[token]))
-            if step + 1 < max_tokens:
-                logits = self._forward([token], logits_to_keep=1)[-1]
-                logprobs = torch.log_softmax(logits.float(), -1)
-                self.cached_ids.append(token)
-        self.counters.drafted_tokens += len(tokens)
-        record.tokens = list(tokens)
+        self._drafting = record = _DraftRecord(response, context, torch.log_softmax(logits.float(), -1), max_tokens=max_tokens)
+        self._take(logits, record.context_logprobs)
 
-        text, tokens = self._complete_characters(context, tokens, finished)
-        text, finished = self._finish_draft(text, finished, response, align)
+    @property
+    def pending_token(self) -> int | None:
+        """The drafted token whose decode step is due (its keys/values are not cached yet), or None
+        once the draft is over."""
+        record = self._drafting
+        return record.pending if record is not None else None
+
+    def feed_draft(self, logits: torch.Tensor) -> None:
+        """The decode step of :attr:`pending_token` ran (``logits``: its next-token row): go on."""
+        record = self._drafting
+        self.counters.forward_calls += 1
+        self.cached_ids.append(record.pending)
+        self._take(logits, torch.log_softmax(logits.float(), -1))
+
+    def _take(self, logits: torch.Tensor, logprobs: torch.Tensor) -> None:
+        record = self._drafting
+        record.pending = None
+        token = self.next_token(logits)
+        if token in self.member.stop_token_ids:
+            record.finished = True
+            if self.member.end_of_turn_id is not None:
+                record.end_logprob = float(logprobs[self.member.end_of_turn_id])
+            return
+        record.tokens.append(token)
+        record.token_logprobs.append(float(logprobs[token]))
+        if len(record.tokens) < record.max_tokens:
+            record.pending = token
+
+    def end_draft(self, align: bool) -> Draft:
+        """The finished draft as aligned text; its record stays for scoring and accepting it."""
+        record, self._drafting = self._drafting, None
+        self.counters.drafted_tokens += len(record.tokens)
+        text, tokens = self._complete_characters(record.context, list(record.tokens), record.finished)
+        text, finished = self._finish_draft(text, record.finished, record.response, align)
         record.kept, record.text, record.finished = tokens, text, finished
         self._draft_record = record
         own = record.token_logprobs[: len(tokens)] + ([record.end_logprob] if finished and record.end_logprob is not None else [])
         confidence = sum(own) / len(own) if own else None
         return Draft(text=text, finished=finished, tokens_drafted=len(record.tokens), mean_logprob=confidence)
+
+    def hold_shared(self, key: tuple[str, int, bool], draft: Draft | None = None, error: Exception | None = None) -> None:
+        """Keep the outcome of a draft run in a batched step; the round's ``draft`` call with the same
+        arguments returns it (or raises its error, so a fault stays this request's)."""
+        self._shared = _SharedDraft(key, draft, error)
 
     def _complete_characters(self, context: list[int], tokens: list[int], finished: bool) -> tuple[str, list[int]]:
         """Hold back tokens that end in the middle of a UTF-8 character (they decode to U+FFFD)."""
@@ -238,6 +296,7 @@ class LocalSession(TextSession):
 
     # ------------------------------------------------------------------ accept / close
     def accept(self, response: str, winner: int | None, own_draft: bool) -> None:
+        self._shared = None
         verified, self._verified = self._verified, None
         own, self._draft_record = self._draft_record, None
         own_tokens = self._own_tokens_for(response, own) if own_draft else None
@@ -271,11 +330,13 @@ class LocalSession(TextSession):
         return None
 
     def _drop_verified(self) -> None:
+        self._shared = None
         if self._verified is not None:
             crop_to(self.cache, len(self._verified.context_ids))
             self._verified = None
 
     def close(self) -> None:
+        self._drafting = self._shared = None
         self.cache = new_cache()
         self.cached_ids = []
         self._verified = None

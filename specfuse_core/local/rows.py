@@ -1,0 +1,134 @@
+"""Decode steps whose result for a request does not depend on who else is in the batch.
+
+Batched drafting must give every request the tokens it gets alone (greedy), bit for bit. On CPU (and
+GPU) a matrix product's rows come out with different last bits when the number of rows changes (the
+kernel blocks the reduction differently), so a padded batch of 4 and a lone request would drift apart.
+Two rules make a decode step *row-invariant*:
+
+* the linear layers always see the same number of rows (``block``): a lone request is padded with
+  dummy rows, a bigger batch is cut into blocks. With a fixed row count a row's result does not
+  depend on its neighbours or its position (checked in ``tests/core/test_rows_invariance.py``);
+* attention runs row by row on each request's own, unpadded cache (:class:`RowsCache`), through the
+  model's own attention function: a row sees exactly the keys it would see alone.
+
+Prefill (feeding the accepted text) and packed scoring stay per request and are unchanged; only the
+one-token decode steps of drafting go through here, alone or batched alike.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+from transformers import AttentionInterface
+from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, AttentionMaskInterface
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+
+PREFIX = "specfuse_rows_"
+
+
+class RowStates:
+    """Per-row keys (or values) of one layer: each request's own cache, unpadded."""
+
+    def __init__(self, rows: list[torch.Tensor]) -> None:
+        self.rows = rows
+
+
+class RowsCache:
+    """The cache object of one batched decode step: row ``i`` appends to and reads from request ``i``'s
+    own cache (``None``: a dummy row, which attends to itself only). Looks enough like a transformers
+    ``Cache`` for mask building, whose result the row attention ignores."""
+
+    is_compileable = False
+
+    def __init__(self, caches: Sequence[Any | None], num_layers: int) -> None:
+        self.caches = list(caches)
+        self.is_sliding = [False] * num_layers
+        self.is_linear = [False] * num_layers
+        self.is_dummy = [False] * num_layers
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, layer_idx: int, *args: Any, **kwargs: Any):
+        keys, values = [], []
+        for i, cache in enumerate(self.caches):
+            k, v = key_states[i : i + 1], value_states[i : i + 1]
+            if cache is not None:
+                k, v = cache.update(k, v, layer_idx)
+            keys.append(k)
+            values.append(v)
+        return RowStates(keys), RowStates(values)
+
+    def get_seq_length(self, layer_idx: int = 0) -> int:
+        return 0
+
+    def get_query_offset(self, layer_idx: int = 0) -> int:
+        return 0
+
+    def get_mask_sizes(self, query_length: int, layer_idx: int = 0) -> tuple[int, int]:
+        return query_length, 0
+
+
+def _row_attention(original: Callable[..., Any]) -> Callable[..., Any]:
+    """The model's attention function, applied row by row when the keys are :class:`RowStates` (one
+    query token per row: no mask needed; a sliding-window layer sees its last ``window`` keys)."""
+
+    def attention(module: Any, query: torch.Tensor, key: Any, value: Any, attention_mask: Any, **kwargs: Any):
+        if not isinstance(key, RowStates):
+            return original(module, query, key, value, attention_mask, **kwargs)
+        window = kwargs.get("sliding_window") or getattr(module, "sliding_window", None)
+        outputs = []
+        for i, (k, v) in enumerate(zip(key.rows, value.rows)):
+            if window:
+                k, v = k[:, :, -window:], v[:, :, -window:]
+            out, _ = original(module, query[i : i + 1], k, v, None, **kwargs)
+            outputs.append(out)
+        return torch.cat(outputs, dim=0), None
+
+    return attention
+
+
+def install(model: Any) -> None:
+    """Route ``model``'s attention through :func:`_row_attention` (its usual path is untouched: the
+    wrapper calls the original function with the original arguments and mask)."""
+    config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+    original = config._attn_implementation or "sdpa"
+    if original.startswith(PREFIX):
+        return
+    name = PREFIX + original
+    if name not in ALL_ATTENTION_FUNCTIONS:
+        function = ALL_ATTENTION_FUNCTIONS[original] if original != "eager" else _eager(model)
+        AttentionInterface.register(name, _row_attention(function))
+        if original in ALL_MASK_ATTENTION_FUNCTIONS:
+            AttentionMaskInterface.register(name, ALL_MASK_ATTENTION_FUNCTIONS[original])
+    model.set_attn_implementation(name)
+
+
+def _eager(model: Any) -> Callable[..., Any]:
+    """The eager attention of ``model``'s own modeling module (each architecture has its own)."""
+    import sys
+
+    module = sys.modules[type(model).__module__]
+    return module.eager_attention_forward
+
+
+def decode_rows(model: Any, cache_kwarg: str, caches: Sequence[Any], tokens: Sequence[int], positions: Sequence[int], block: int) -> torch.Tensor:
+    """Next-token logits (one row per request, float32) after feeding each request its ``tokens[i]`` at
+    ``positions[i]`` on top of its own cache; runs ``ceil(n / block)`` forward passes of ``block`` rows."""
+    device = next(model.parameters()).device
+    num_layers = _num_layers(model)
+    rows = []
+    for lo in range(0, len(tokens), block):
+        chunk = slice(lo, lo + block)
+        pad = block - len(tokens[chunk])
+        ids = torch.tensor([[t] for t in tokens[chunk]] + [[0]] * pad, dtype=torch.long, device=device)
+        pos = torch.tensor([[p] for p in positions[chunk]] + [[0]] * pad, dtype=torch.long, device=device)
+        rows_cache = RowsCache(list(caches[chunk]) + [None] * pad, num_layers)
+        with torch.inference_mode():
+            out = model(input_ids=ids, position_ids=pos, use_cache=True, logits_to_keep=1, **{cache_kwarg: rows_cache})
+        rows.append(out.logits[: block - pad, -1])
+    return torch.cat(rows, dim=0)
+
+
+def _num_layers(model: Any) -> int:
+    config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+    return int(config.num_hidden_layers)

@@ -1,0 +1,126 @@
+"""Continuous batching of rounds: concurrent requests on one ensemble run their rounds together.
+
+Every caller that wants a round queues a ticket (FIFO). Whoever finds no batch running becomes the
+leader: it takes up to ``max_batch`` tickets from the front of the queue, lets ``prepare`` share work
+between them (batched drafting, :mod:`.shared_drafts`), runs each request's round, hands every
+ticket its event or error and wakes the owners. Requests join and leave between rounds; each round
+is still one request's own ``step()``, so results, usage, faults and timeouts stay per request.
+
+Before taking a batch the leader waits briefly (``gather_s``) for the requests it served last time
+to queue their next round, so a batch is not cut short by threads still waking up.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from .results import SegmentEvent
+from .rounds import EnsembleRequest
+
+
+class _Ticket:
+    __slots__ = ("request", "finished", "event", "error")
+
+    def __init__(self, request: EnsembleRequest) -> None:
+        self.request = request
+        self.finished = False
+        self.event: SegmentEvent | None = None
+        self.error: BaseException | None = None
+
+    def outcome(self) -> SegmentEvent | None:
+        if self.error is not None:
+            raise self.error
+        return self.event
+
+
+class RoundScheduler:
+    def __init__(self, max_batch: int, prepare: Callable[[Sequence[EnsembleRequest]], None], gather_s: float = 0.05) -> None:
+        self.max_batch = max_batch
+        self.prepare = prepare
+        self.gather_s = gather_s
+        self._cond = threading.Condition()
+        self._queue: deque[_Ticket] = deque()
+        self._leading = False
+        self._returning: set[int] = set()  # ids of requests served last batch, expected back
+        self.batches = 0  # batches run (for tests and benchmarks)
+        self.batched_rounds = 0  # rounds that ran in a batch of two or more
+
+    def run(self, request: EnsembleRequest) -> SegmentEvent | None:
+        """One round of ``request``, possibly alongside other requests' rounds."""
+        ticket = _Ticket(request)
+        with self._cond:
+            self._queue.append(ticket)
+            self._returning.discard(id(request))
+            self._cond.notify_all()
+        try:
+            while True:
+                with self._cond:
+                    while not ticket.finished and self._leading:
+                        self._cond.wait()
+                    if ticket.finished:
+                        return ticket.outcome()
+                    self._leading = True
+                    batch = self._take_batch()
+                try:
+                    self._run(batch)
+                finally:
+                    with self._cond:
+                        self._leading = False
+                        self._cond.notify_all()
+        except BaseException:
+            self._withdraw(ticket)
+            raise
+
+    def _take_batch(self) -> list[_Ticket]:
+        """Up to ``max_batch`` tickets from the front of the queue (called holding the condition)."""
+        deadline = time.monotonic() + self.gather_s
+        while len(self._queue) < self.max_batch and self._returning:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            self._cond.wait(left)
+        self._returning.clear()  # whoever missed this batch is not waited for again
+        return [self._queue.popleft() for _ in range(min(self.max_batch, len(self._queue)))]
+
+    def _run(self, batch: list[_Ticket]) -> None:
+        live = [t for t in batch if not t.request.done]
+        if len(live) > 1:
+            self.prepare([t.request for t in live])
+            self.batched_rounds += len(live)
+        self.batches += 1
+        for index, ticket in enumerate(batch):
+            try:
+                ticket.event = ticket.request.step()
+            except Exception as error:
+                ticket.error = error
+            except BaseException as error:  # an interrupt in the leader's thread: this round is over
+                ticket.error = error
+                self._finish(batch[: index + 1])
+                with self._cond:
+                    self._queue.extendleft(reversed(batch[index + 1 :]))  # the rest run in a later batch
+                raise
+        self._finish(batch)
+
+    def _finish(self, tickets: list[_Ticket]) -> None:
+        with self._cond:
+            for ticket in tickets:
+                ticket.finished = True
+                if ticket.error is None and ticket.event is not None and not ticket.request.done:
+                    self._returning.add(id(ticket.request))
+            self._cond.notify_all()
+
+    def _withdraw(self, ticket: _Ticket) -> None:
+        """The owner stopped waiting (an interrupt): drop its queued round, or end a round in flight."""
+        with self._cond:
+            if ticket in self._queue:
+                self._queue.remove(ticket)
+                return
+        if not ticket.finished:
+            ticket.request.close()
+
+    def stats(self) -> dict[str, int]:
+        return {"batches": self.batches, "batched_rounds": self.batched_rounds}

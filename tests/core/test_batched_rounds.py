@@ -1,0 +1,134 @@
+"""Batched rounds: concurrent requests share drafting passes, and each gets, byte for byte, what it
+gets alone; faults, usage and closing stay per request."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from pydantic import ValidationError
+
+from specfuse_core import EnsembleConfig, SpecFuse
+
+PROMPTS = [f"Write about item {i}." + " Please be brief." * i for i in range(5)]
+TOKENS = 30
+
+
+@pytest.fixture(scope="module")
+def trio(random_members):
+    return [random_members["llama"], random_members["qwen2"], random_members["gemma3"]]
+
+
+@pytest.fixture(scope="module")
+def sequential(trio):
+    ensemble = SpecFuse(trio)
+    return [ensemble.generate(p, max_new_tokens=TOKENS) for p in PROMPTS]
+
+
+def _concurrently(ensemble, prompts, **overrides):
+    results = [None] * len(prompts)
+    errors = []
+
+    def run(i):
+        try:
+            results[i] = ensemble.generate(prompts[i], max_new_tokens=TOKENS, **overrides)
+        except Exception as error:  # reported below, not swallowed
+            errors.append(error)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(prompts))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    return results
+
+
+def test_concurrent_requests_share_drafting_passes_and_get_their_sequential_outputs(trio, sequential):
+    ensemble = SpecFuse(trio)
+    results = _concurrently(ensemble, PROMPTS)
+    for alone, together in zip(sequential, results):
+        assert together.text == alone.text
+        assert together.finish_reason == alone.finish_reason
+        assert [r.winner for r in together.trace.rounds] == [r.winner for r in alone.trace.rounds]
+        assert together.usage.completion_tokens == alone.usage.completion_tokens
+        for name, used in together.usage.members.items():
+            # the same work as alone, some of it in passes shared with other requests
+            assert used.drafted_tokens == alone.usage.members[name].drafted_tokens
+            assert used.forward_calls == alone.usage.members[name].forward_calls
+    assert sum(u.shared_forward_calls for r in results for u in r.usage.members.values()) > 0
+    assert ensemble._rounds.batched_rounds > 0
+    assert all(u.shared_forward_calls == 0 for r in sequential for u in r.usage.members.values())
+
+
+def test_a_batch_cap_of_one_runs_rounds_one_at_a_time(trio, sequential):
+    ensemble = SpecFuse(trio, EnsembleConfig(max_batch_requests=1))
+    results = _concurrently(ensemble, PROMPTS[:3])
+    assert [r.text for r in results] == [r.text for r in sequential[:3]]
+    assert ensemble._rounds.batched_rounds == 0
+    assert all(u.shared_forward_calls == 0 for r in results for u in r.usage.members.values())
+
+
+def test_batches_are_cut_at_the_cap(trio, sequential):
+    ensemble = SpecFuse(trio, EnsembleConfig(max_batch_requests=2))
+    sizes = []
+    original = ensemble._rounds.prepare
+    ensemble._rounds.prepare = lambda requests: (sizes.append(len(requests)), original(requests))
+    results = _concurrently(ensemble, PROMPTS)
+    assert [r.text for r in results] == [r.text for r in sequential]
+    assert sizes and max(sizes) == 2
+
+
+@pytest.mark.parametrize("value", [0, -1])
+def test_max_batch_requests_is_validated(value):
+    with pytest.raises(ValidationError):
+        EnsembleConfig(max_batch_requests=value)
+
+
+def test_a_fault_in_one_requests_row_stays_in_that_request(trio, sequential):
+    """A member whose token choice fails for one request (e.g. a broken per-request rule) is taken out
+    of that request only; its neighbours in the same shared passes keep their sequential outputs."""
+    ensemble = SpecFuse(trio)
+    requests = [ensemble.start(p, max_new_tokens=TOKENS) for p in PROMPTS[:3]]
+    session = requests[1].sessions["qwen2"]
+
+    def broken(logits):
+        raise RuntimeError("rule failed")
+
+    session.next_token = broken
+    results = [None] * 3
+
+    def run(i):
+        stream = type(ensemble.stream(PROMPTS[i]))(ensemble, requests[i])
+        for _ in stream:
+            pass
+        results[i] = stream.result()
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert [f.member for f in results[1].trace.faults] == ["qwen2"]
+    for i in (0, 2):
+        assert results[i].trace.faults == []
+        assert results[i].text == sequential[i].text
+
+
+def test_closing_a_request_mid_batch_leaves_the_others_alone(trio, sequential):
+    ensemble = SpecFuse(trio)
+    stopped = ensemble.stream(PROMPTS[3], max_new_tokens=TOKENS)
+    results = [None] * 2
+
+    def run(i):
+        results[i] = ensemble.generate(PROMPTS[i], max_new_tokens=TOKENS)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    next(stopped)
+    stopped.close()
+    for t in threads:
+        t.join()
+    assert [r.text for r in results] == [r.text for r in sequential[:2]]
+    assert all(s.cache.get_seq_length() == 0 for s in stopped.request.sessions.values())
