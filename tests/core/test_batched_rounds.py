@@ -3,6 +3,7 @@ gets alone; faults, usage and closing stay per request."""
 
 from __future__ import annotations
 
+import json
 import threading
 
 import pytest
@@ -132,3 +133,38 @@ def test_closing_a_request_mid_batch_leaves_the_others_alone(trio, sequential):
         t.join()
     assert [r.text for r in results] == [r.text for r in sequential[:2]]
     assert all(s.cache.get_seq_length() == 0 for s in stopped.request.sessions.values())
+
+
+def test_constrained_requests_in_one_batch_each_keep_their_own_grammar(trio):
+    """Each request's grammar masks only its own rows of a shared decode pass: batched constrained
+    requests (two different formats) get what they get alone."""
+    pytest.importorskip("llguidance")
+    formats = [
+        {"type": "object", "properties": {"colour": {"enum": ["red", "green", "blue"]}}, "required": ["colour"], "additionalProperties": False},
+        {"type": "object", "properties": {"word": {"enum": ["yes", "no"]}}, "required": ["word"], "additionalProperties": False},
+    ]
+    prompts = PROMPTS[:2] + PROMPTS[2:4]
+    schemas = formats + formats
+    alone_ensemble = SpecFuse(trio)
+    alone = [alone_ensemble.generate(p, response_format=s, max_new_tokens=TOKENS) for p, s in zip(prompts, schemas)]
+    ensemble = SpecFuse(trio)
+    results = [None] * len(prompts)
+    errors = []
+
+    def run(i):
+        try:
+            results[i] = ensemble.generate(prompts[i], response_format=schemas[i], max_new_tokens=TOKENS)
+        except Exception as error:
+            errors.append(error)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(prompts))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert [r.text for r in results] == [r.text for r in alone]
+    assert ensemble._rounds.batched_rounds > 0
+    # the grammar held for each request's own format, whatever random weights prefer
+    assert [json.loads(r.text) in ({"colour": c} for c in ("red", "green", "blue")) for r in results[::2]] == [True, True]
+    assert [json.loads(r.text) in ({"word": "yes"}, {"word": "no"}) for r in results[1::2]] == [True, True]
