@@ -77,7 +77,7 @@ def main() -> None:
     parser.add_argument("--dtype", default="float32")
     parser.add_argument("--random-members", type=Path, default=None)
     parser.add_argument("--layers", type=int, default=None)
-    parser.add_argument("--decode-block", type=int, default=8)
+    parser.add_argument("--decode-block", type=int, default=None, help="rows per drafting pass (default: as many as drafts; an int pads for batch-invariant bits)")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
 

@@ -2,7 +2,7 @@
 
 Each member drafts the same number of tokens from the same prompt, once free and once under a JSON
 schema (the grammar compiled beforehand, as the process-wide cache does after the first request), so
-the difference is the mask + advance of ``LocalSession._next_token``. Run:
+the difference is the mask + advance of ``LocalSession.next_token``. Run:
 
     python benchmarks/constrained_overhead.py --tokens 32 --repeats 3
 """

@@ -39,13 +39,16 @@ class Member(TextMember):
         name: str,
         plain_prompt: PlainPromptFormat | None = None,
         context_window: int | None = None,
-        decode_block: int = 8,
+        decode_block: int | None = None,
     ) -> None:
-        """``decode_block``: rows of every drafting decode pass (a lone request is padded to it, a
-        bigger batch of requests cut into blocks of it): fixed so that batching never changes a
-        request's output (see :mod:`.rows`). 8 suits a CPU; a GPU serving many requests wants more."""
-        if decode_block < 1:
-            raise ValueError("decode_block must be >= 1")
+        """``decode_block``: how drafting decode passes shared by concurrent requests are shaped.
+        ``None`` (default, fastest): a pass has as many rows as drafts in it and a lone request runs
+        one row, so batching can change a greedy output only at a near-tie (logits differ in their
+        last bits with the row count). An int: every pass has exactly that many rows (a lone request
+        is padded), so a request's output never depends on batching; on a CPU that costs a lone
+        request about 2x per decode step, on a GPU little (see :mod:`.rows`, docs/reliability.md)."""
+        if decode_block is not None and decode_block < 1:
+            raise ValueError(f"decode_block must be None (rows as needed) or >= 1, got {decode_block}")
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.name = name
@@ -83,7 +86,7 @@ class Member(TextMember):
         allow_pickle: bool = False,
         plain_prompt: PlainPromptFormat | None = None,
         context_window: int | None = None,
-        decode_block: int = 8,
+        decode_block: int | None = None,
         **model_kwargs: Any,
     ) -> "Member":
         """Load a hub id or local directory. Safetensors only, unless ``allow_pickle=True``.

@@ -111,10 +111,12 @@ def _eager(model: Any) -> Callable[..., Any]:
     return module.eager_attention_forward
 
 
-def decode_rows(model: Any, cache_kwarg: str, caches: Sequence[Any], tokens: Sequence[int], positions: Sequence[int], block: int) -> torch.Tensor:
+def decode_rows(model: Any, cache_kwarg: str, caches: Sequence[Any], tokens: Sequence[int], positions: Sequence[int], block: int | None) -> torch.Tensor:
     """Next-token logits (one row per request, float32) after feeding each request its ``tokens[i]`` at
-    ``positions[i]`` on top of its own cache; runs ``ceil(n / block)`` forward passes of ``block`` rows."""
+    ``positions[i]`` on top of its own cache; runs ``ceil(n / block)`` forward passes of ``block`` rows
+    (``None``: one pass of ``n`` rows, no padding, so the bits follow ``n``)."""
     device = next(model.parameters()).device
+    block = block or len(tokens)
     num_layers = _num_layers(model)
     rows = []
     for lo in range(0, len(tokens), block):

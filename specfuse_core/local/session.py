@@ -135,7 +135,7 @@ class LocalSession(TextSession):
         self.begin_draft(response, max_tokens)
         member = self.member
         while (token := self.pending_token) is not None:
-            if member.row_invariant:
+            if member.row_invariant and member.decode_block is not None:  # padded: the bits of a batched step
                 logits = decode_rows(member.model, member._cache_kwarg, [self.cache], [token], [len(self.cached_ids)], member.decode_block)[0]
             else:
                 logits = self._forward([token], logits_to_keep=1)[-1]

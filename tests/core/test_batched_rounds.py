@@ -17,7 +17,16 @@ TOKENS = 30
 
 @pytest.fixture(scope="module")
 def trio(random_members):
-    return [random_members["llama"], random_members["qwen2"], random_members["gemma3"]]
+    """The three members in batch-invariant mode (padded decode passes of 8 rows): exact identity
+    with the lone run is what these tests check. Random weights make near-ties common, so the
+    default mode (rows as needed) would differ here now and then; it has its own test below."""
+    members = [random_members["llama"], random_members["qwen2"], random_members["gemma3"]]
+    before = [m.decode_block for m in members]
+    for m in members:
+        m.decode_block = 8
+    yield members
+    for m, block in zip(members, before):
+        m.decode_block = block
 
 
 @pytest.fixture(scope="module")
@@ -168,3 +177,49 @@ def test_constrained_requests_in_one_batch_each_keep_their_own_grammar(trio):
     # the grammar held for each request's own format, whatever random weights prefer
     assert [json.loads(r.text) in ({"colour": c} for c in ("red", "green", "blue")) for r in results[::2]] == [True, True]
     assert [json.loads(r.text) in ({"word": "yes"}, {"word": "no"}) for r in results[1::2]] == [True, True]
+
+
+def test_default_rows_as_needed_shares_passes_without_padding_a_lone_request(random_members):
+    """Default mode: a lone request's decode step is the plain one-row forward (no padding cost),
+    concurrent requests share passes of as many rows as drafts, and every request still finishes
+    with its own usage; outputs may differ from the lone run only where logits nearly tie."""
+    from specfuse_core import Member
+
+    members = [random_members["llama"], random_members["qwen2"], random_members["gemma3"]]
+    default = [Member(m.model, m.tokenizer, name=m.name, plain_prompt=m.plain_prompt) for m in members]
+    assert all(m.decode_block is None for m in default)
+    ensemble = SpecFuse(default)
+    alone = ensemble.generate(PROMPTS[0], max_new_tokens=TOKENS)
+    assert all(u.shared_forward_calls == 0 for u in alone.usage.members.values())
+    results = _concurrently(ensemble, PROMPTS)
+    assert all(r.finish_reason in ("stop", "length") and r.usage.completion_tokens > 0 for r in results)
+    assert sum(u.shared_forward_calls for r in results for u in r.usage.members.values()) > 0
+    assert ensemble._rounds.batched_rounds > 0
+
+
+def test_rows_as_needed_match_the_lone_step_up_to_last_bits(random_members):
+    """The default pass of n unpadded rows: each row's logits are the lone step's to float rounding."""
+    import torch
+
+    from specfuse_core.kv_cache import new_cache
+    from specfuse_core.local.rows import decode_rows
+
+    member = random_members["qwen2"]
+    model = member.model
+    prompts = [[5 + i, 7, 9 + i] * (2 + i) for i in range(4)]
+
+    def prefilled(ids):
+        cache = new_cache()
+        with torch.inference_mode():
+            model(input_ids=torch.tensor([ids]), use_cache=True, **{member._cache_kwarg: cache})
+        return cache
+
+    lone = []
+    for ids in prompts:
+        with torch.inference_mode():
+            out = model(input_ids=torch.tensor([[11]]), use_cache=True, logits_to_keep=1, **{member._cache_kwarg: prefilled(ids)})
+        lone.append(out.logits[0, -1].float())
+    together = decode_rows(model, member._cache_kwarg, [prefilled(ids) for ids in prompts], [11] * 4, [len(p) for p in prompts], None)
+    assert together.shape[0] == 4
+    for row, alone in zip(together, lone):
+        torch.testing.assert_close(row.float(), alone, atol=1e-3, rtol=1e-3)
