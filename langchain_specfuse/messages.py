@@ -46,8 +46,13 @@ def to_conversation(messages: Sequence[BaseMessage]) -> list[dict[str, Any]]:
 
 
 def _check_text_only(message: BaseMessage) -> None:
-    if isinstance(message.content, list):
-        for block in message.content:
-            kind = block.get("type") if isinstance(block, dict) else "text"
-            if kind not in ("text", "tool_call"):
-                raise ValueError(f"ChatSpecFuse accepts text only; got a {kind!r} content block")
+    """Text blocks pass; so do an AI message's ``tool_call`` blocks and Anthropic-style ``tool_use``
+    blocks that restate one of its ``tool_calls`` (the calls travel from ``tool_calls``)."""
+    if not isinstance(message.content, list):
+        return
+    call_ids = {c.get("id") for c in message.tool_calls} if isinstance(message, AIMessage) else set()
+    for block in message.content:
+        kind = block.get("type") if isinstance(block, dict) else "text"
+        if kind in ("text", "tool_call") or (kind == "tool_use" and block.get("id") in call_ids):
+            continue
+        raise ValueError(f"ChatSpecFuse accepts text only; got a {kind!r} content block")

@@ -11,12 +11,19 @@ from langchain_core.language_models import LanguageModelInput
 from langchain_core.output_parsers import JsonOutputKeyToolsParser, JsonOutputParser, PydanticOutputParser, PydanticToolsParser
 from langchain_core.runnables import Runnable, RunnableMap, RunnablePassthrough
 from langchain_core.utils.function_calling import convert_to_json_schema, convert_to_openai_tool
+from langchain_core.utils.pydantic import is_basemodel_subclass
 from pydantic import BaseModel
 
 Method = Literal["json_schema", "function_calling", "json_mode"]
 
 
 def _is_model(schema: Any) -> bool:
+    """A pydantic class, v2 or ``pydantic.v1`` (replies are parsed into it)."""
+    return isinstance(schema, type) and is_basemodel_subclass(schema)
+
+
+def _is_v2_model(schema: Any) -> bool:
+    """A class the core takes as a response format as is (v1 classes travel as their JSON Schema)."""
     return isinstance(schema, type) and issubclass(schema, BaseModel)
 
 
@@ -32,7 +39,7 @@ def structured_runnable(llm: Any, schema: Any, method: Method, include_raw: bool
     elif method == "json_schema":
         if schema is None:
             raise ValueError("method='json_schema' needs a schema")
-        response_format = schema if _is_model(schema) else convert_to_json_schema(schema)
+        response_format = schema if _is_v2_model(schema) else convert_to_json_schema(schema)
         bound = llm.bind(response_format=response_format, ls_structured_output_format={"kwargs": {"method": method}, "schema": convert_to_json_schema(schema)})
         parser = PydanticOutputParser(pydantic_object=schema) if _is_model(schema) else JsonOutputParser()
     elif method == "json_mode":

@@ -59,6 +59,7 @@ class Sampling:
     top_p: float = 1.0
     top_k: int = 0
     seed: int | None = None
+    no_repeat_ngram_size: int = 0  # 0: off; local members only (see EnsembleConfig)
 
     @property
     def greedy(self) -> bool:

@@ -38,6 +38,12 @@ class EnsembleConfig(BaseModel):
         description="How a finished candidate is scored: 'token' adds each verifier's end-of-turn token to its mean; "
         "'text_only' scores its text alone, like an unfinished candidate (compare like with like).",
     )
+    no_repeat_ngram_size: int = Field(
+        0,
+        ge=0,
+        description="Local members never draft a token that would repeat, in the response, an n-gram of this many of "
+        "their own tokens (breaks greedy loops such as a JSON string that repeats one phrase until max_new_tokens); 0: off.",
+    )
     consensus_weight: float = Field(
         0.0, ge=0.0, description="Added to the combined score times the share of other drafters whose draft begins with the candidate's first words."
     )

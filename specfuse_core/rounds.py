@@ -57,7 +57,7 @@ class EnsembleRequest:
         self.sessions: dict[str, MemberSession] = {}
         for index, member in enumerate(members):
             seed = None if config.seed is None else config.seed + index
-            sampling = Sampling(config.temperature, config.top_p, config.top_k, seed)
+            sampling = Sampling(config.temperature, config.top_p, config.top_k, seed, config.no_repeat_ngram_size)
             try:
                 self.sessions[member.name] = member.start(conversation, sampling, reserved=self.reserve)
             except ContextWindowExceededError as error:

@@ -136,7 +136,7 @@ class ToolsConstraint:
         defs: dict[str, Any] = {}
         options = []
         for tool in self.callable_tools():
-            parameters = _prefix_refs(tool.parameters, f"{tool.name}__")
+            parameters = closed_objects(_prefix_refs(tool.parameters, f"{tool.name}__"))
             for key in ("$defs", "definitions"):
                 for def_name, def_schema in (parameters.pop(key, None) or {}).items():
                     defs[f"{tool.name}__{def_name}"] = def_schema
@@ -186,6 +186,27 @@ def tools_response_format(tools: Sequence[Any], tool_choice: Any = "auto", limit
     fmt = ToolsConstraint(tuple(specs), mode, only, parallel).response_format()
     check_source_size(fmt.source, limits, "the tool definitions")
     return fmt
+
+
+def closed_objects(schema: Any) -> Any:
+    """``schema`` (a fresh copy, changed in place) with every object that lists ``properties`` and says
+    nothing about others closed (``additionalProperties: false``), as OpenAI's strict function calling
+    does. JSON Schema leaves such objects open, and small models then copy the schema into the call
+    (``{"input": 3, "type": "integer"}``); a tool's own ``additionalProperties`` is kept."""
+    if not isinstance(schema, dict):
+        return schema
+    if isinstance(schema.get("properties"), dict) and "additionalProperties" not in schema and "patternProperties" not in schema:
+        schema["additionalProperties"] = False
+    for key in ("properties", "$defs", "definitions"):
+        for sub in (schema.get(key) or {}).values():
+            closed_objects(sub)
+    for key in ("items", "prefixItems", "anyOf", "oneOf", "allOf"):
+        value = schema.get(key)
+        for sub in value if isinstance(value, list) else [value]:
+            closed_objects(sub)
+    for key in ("additionalProperties", "not", "if", "then", "else"):
+        closed_objects(schema.get(key))
+    return schema
 
 
 def _prefix_refs(node: Any, prefix: str) -> Any:

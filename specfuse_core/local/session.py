@@ -81,6 +81,7 @@ class LocalSession(TextSession):
         self.constraint: MemberConstraint | None = None  # this request's grammar state (structured output, tools)
         self._drafting: _DraftRecord | None = None  # the draft in progress (between begin_draft and end_draft)
         self._shared: _SharedDraft | None = None
+        self.no_repeat_ngram_size = 0  # set from the request's Sampling (Member.start)
 
     def constrain(self, fmt: "ResponseFormat") -> bool:
         """Draft under ``fmt`` from now on: a matcher over this member's own tokenizer (compiled once
@@ -123,6 +124,12 @@ class LocalSession(TextSession):
         if constraint is not None:
             with torch.inference_mode():  # the logits are inference tensors: masked in place, no copy
                 constraint.mask_logits(logits)
+        if self.no_repeat_ngram_size and self._drafting is not None:
+            record = self._drafting
+            banned = repeating_tokens(record.context[len(self.prompt_ids) :] + record.tokens, self.no_repeat_ngram_size)
+            if banned:
+                with torch.inference_mode():
+                    ban_unless_nothing_left(logits, banned)
         token = self.chooser.choose(logits)
         if constraint is not None and token not in self.member.stop_token_ids:
             constraint.accept_token(token)
@@ -342,3 +349,25 @@ class LocalSession(TextSession):
         self._verified = None
         self._draft_record = None
         self.constraint = None
+
+
+def repeating_tokens(tokens: Sequence[int], n: int) -> list[int]:
+    """The tokens that would complete an ``n``-gram already in ``tokens`` (as transformers'
+    ``no_repeat_ngram_size``): the followers of every earlier occurrence of the last ``n - 1`` tokens."""
+    if n < 1 or len(tokens) < n - 1:
+        return []
+    if n == 1:
+        return sorted(set(tokens))
+    tail = list(tokens[len(tokens) - (n - 1) :])
+    return sorted({tokens[i + n - 1] for i in range(len(tokens) - n + 1) if list(tokens[i : i + n - 1]) == tail})
+
+
+def ban_unless_nothing_left(logits: torch.Tensor, banned: Sequence[int]) -> None:
+    """Set ``banned`` logits to -inf in place, unless that would leave no token at all (a grammar may
+    allow only a banned one: then the grammar wins and the row is left as it was)."""
+    index = torch.tensor(banned, dtype=torch.long, device=logits.device)
+    index = index[index < logits.shape[-1]]
+    saved = logits[index].clone()
+    logits[index] = float("-inf")
+    if not bool(torch.isfinite(logits).any()):
+        logits[index] = saved

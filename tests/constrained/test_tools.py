@@ -96,6 +96,38 @@ def test_call_arguments_are_constrained_by_the_tool_schema(make_constraint, memb
         constraint.sync_to(call_block("get_weather", {"city": "Paris", "unit": "kelvin"}))
 
 
+@pytest.mark.parametrize("member", MEMBERS)
+def test_arguments_without_additional_properties_are_closed(make_constraint, member):
+    """A tool schema that does not say ``additionalProperties`` gets no extra keys (small models copy
+    the schema into the call); one that allows them keeps them; a tool without parameters takes {}."""
+    open_tool = {"type": "function", "function": {"name": "tag", "parameters": {
+        "type": "object", "properties": {"k": {"type": "string"}}, "additionalProperties": True}}}
+    no_args = {"type": "function", "function": {"name": "now", "parameters": {"type": "object", "properties": {}}}}
+    constraint = make_constraint(member, tools_response_format([WEATHER, open_tool, no_args], "required"))
+    with pytest.raises(GrammarResyncError):
+        constraint.sync_to(call_block("get_weather", {"city": "Paris", "type": "string"}))
+    with pytest.raises(GrammarResyncError):
+        constraint.sync_to(call_block("now", {"type": "object"}))
+    constraint.sync_to(call_block("now", {}))
+    assert constraint.end_allowed()
+    constraint.sync_to(call_block("tag", {"k": "a", "extra": 1}))
+    assert constraint.end_allowed()
+
+
+def test_closing_objects_reaches_nested_schemas_and_keeps_what_a_schema_says():
+    from specfuse_core.constrained.tools import closed_objects
+
+    schema = closed_objects({
+        "type": "object",
+        "properties": {"a": {"type": "object", "properties": {"b": {"type": "integer"}}}, "c": {"type": "array", "items": {"properties": {}}}},
+        "$defs": {"D": {"properties": {"x": {}}, "additionalProperties": {"type": "string"}}},
+    })
+    assert schema["additionalProperties"] is False
+    assert schema["properties"]["a"]["additionalProperties"] is False
+    assert schema["properties"]["c"]["items"]["additionalProperties"] is False
+    assert schema["$defs"]["D"]["additionalProperties"] == {"type": "string"}
+
+
 def test_qwen_may_write_its_tool_call_token(make_constraint, views):
     """Qwen2.5 has <tool_call> as one added token (151657); the grammar allows that token where the
     text is expected, so Qwen drafts the call the way it was trained, and re-sync uses it too."""

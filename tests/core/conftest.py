@@ -19,14 +19,14 @@ def real_tokenizers(preset_dirs):
     return {name: AutoTokenizer.from_pretrained(path) for name, path in preset_dirs.items()}
 
 
-def random_model(arch: str, vocab_size: int, seed: int = 0):
+def random_model(arch: str, vocab_size: int, seed: int = 0, initializer_range: float = 0.2):
     """A 2-layer random-weight causal LM: fast, but with a real vocabulary size."""
     from transformers import AutoModelForCausalLM
 
     common = dict(
         vocab_size=vocab_size, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096, tie_word_embeddings=True,
-        initializer_range=0.2,  # varied multilingual output (random 0.02-init models only emit newlines)
+        initializer_range=initializer_range,  # 0.2: varied multilingual output (0.02-init models only emit newlines)
     )
     if arch == "llama":
         config = LlamaConfig(**common)

@@ -100,3 +100,33 @@ def test_structured_output_with_a_dict_schema_gives_a_dict():
     schema = {"title": "Point", "type": "object", "properties": {"x": {"type": "integer"}}, "required": ["x"]}
     model, _ = model_saying(['{"x": 3}'])
     assert model.with_structured_output(schema).invoke("x?") == {"x": 3}
+
+
+def test_anthropic_style_tool_use_blocks_restating_the_calls_are_accepted():
+    from langchain_specfuse.messages import to_conversation
+
+    call = {"id": "call_1", "name": "get_weather", "args": {"city": "Paris"}}
+    restated = AIMessage(
+        content=[{"type": "text", "text": "Let me look."}, {"type": "tool_use", "id": "call_1", "name": "get_weather", "input": {"city": "Paris"}}],
+        tool_calls=[call],
+    )
+    turn = to_conversation([HumanMessage("Weather in Paris?"), restated])[1]
+    assert turn["content"] == "Let me look."
+    assert [c["name"] for c in turn["tool_calls"]] == ["get_weather"]
+    stray = AIMessage(content=[{"type": "tool_use", "id": "other", "name": "x", "input": {}}], tool_calls=[call])
+    with pytest.raises(ValueError, match="tool_use"):
+        to_conversation([stray])
+
+
+@pytest.mark.parametrize("method", ["json_schema", "function_calling", "json_mode"])
+def test_pydantic_v1_classes_parse_into_the_class_too(method):
+    from pydantic import v1
+
+    class PointV1(v1.BaseModel):
+        x: int
+        y: int
+
+    script = ['{"x": 3, ', '"y": 4}'] if method != "function_calling" else ["<tool_call>\n", '{"name": "PointV1", "arguments": {"x": 3, "y": 4}}\n</tool_call>']
+    model, members = model_saying(script)
+    out = model.with_structured_output(PointV1, method=method).invoke("a point")
+    assert isinstance(out, PointV1) and (out.x, out.y) == (3, 4)
