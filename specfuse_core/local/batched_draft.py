@@ -16,8 +16,9 @@ if TYPE_CHECKING:
 def draft_together(member: "Member", jobs: Sequence[tuple["LocalSession", str, int, bool]]) -> None:
     """Run the drafts ``(session, response, max_tokens, align)`` of different requests on ``member``:
     prefill per request, then one decode pass (per ``member.decode_block`` rows, or of all of them when
-    it is ``None``) per token for all drafts still going. Each outcome is held by its session for the round's ``draft`` call; an error
-    is held by the sessions it hit (a failed shared pass: every session in it) and raised there."""
+    it is ``None``) per token for all drafts still going. Each outcome is held by its session for the
+    round's ``draft`` call; an error is held by the sessions it hit (a failed shared pass: every
+    session in it) and raised there."""
     going: list[tuple[LocalSession, tuple[str, int, bool]]] = []
     for session, response, max_tokens, align in jobs:
         key = (response, max_tokens, align)

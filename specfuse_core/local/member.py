@@ -176,9 +176,8 @@ class Member(TextMember):
     def start(self, conversation: Conversation, sampling: Sampling, reserved: int = 0) -> LocalSession:
         """A fresh session for one request; raises if the prompt (plus ``reserved`` tokens for a
         round) does not fit the context window."""
-        session = LocalSession(self, self.fitting_prompt_ids(conversation, reserved), TokenChooser.from_sampling(sampling))
-        session.no_repeat_ngram_size = sampling.no_repeat_ngram_size
-        return session
+        prompt_ids = self.fitting_prompt_ids(conversation, reserved)
+        return LocalSession(self, prompt_ids, TokenChooser.from_sampling(sampling), sampling.no_repeat_ngram_size)
 
     def _find_stop_token_ids(self) -> frozenset[int]:
         ids: set[int] = set()

@@ -71,7 +71,7 @@ class _SharedDraft:
 class LocalSession(TextSession):
     member: "Member"
 
-    def __init__(self, member: "Member", prompt_ids: list[int], chooser: TokenChooser) -> None:
+    def __init__(self, member: "Member", prompt_ids: list[int], chooser: TokenChooser, no_repeat_ngram_size: int = 0) -> None:
         super().__init__(member, prompt_ids)
         self.chooser = chooser
         self.cache = new_cache()
@@ -81,7 +81,7 @@ class LocalSession(TextSession):
         self.constraint: MemberConstraint | None = None  # this request's grammar state (structured output, tools)
         self._drafting: _DraftRecord | None = None  # the draft in progress (between begin_draft and end_draft)
         self._shared: _SharedDraft | None = None
-        self.no_repeat_ngram_size = 0  # set from the request's Sampling (Member.start)
+        self.no_repeat_ngram_size = no_repeat_ngram_size  # 0: off (see EnsembleConfig)
 
     def constrain(self, fmt: "ResponseFormat") -> bool:
         """Draft under ``fmt`` from now on: a matcher over this member's own tokenizer (compiled once
