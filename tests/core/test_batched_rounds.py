@@ -35,13 +35,15 @@ def sequential(trio):
     return [ensemble.generate(p, max_new_tokens=TOKENS) for p in PROMPTS]
 
 
-def _concurrently(ensemble, prompts, **overrides):
+def _concurrently(ensemble, prompts, per_request=None, **overrides):
+    """Each prompt in its own thread; ``per_request[i]``: overrides for request i only."""
     results = [None] * len(prompts)
     errors = []
 
     def run(i):
         try:
-            results[i] = ensemble.generate(prompts[i], max_new_tokens=TOKENS, **overrides)
+            own = per_request[i] if per_request else {}
+            results[i] = ensemble.generate(prompts[i], max_new_tokens=TOKENS, **overrides, **own)
         except Exception as error:  # reported below, not swallowed
             errors.append(error)
 
@@ -157,21 +159,7 @@ def test_constrained_requests_in_one_batch_each_keep_their_own_grammar(trio):
     alone_ensemble = SpecFuse(trio)
     alone = [alone_ensemble.generate(p, response_format=s, max_new_tokens=TOKENS) for p, s in zip(prompts, schemas)]
     ensemble = SpecFuse(trio)
-    results = [None] * len(prompts)
-    errors = []
-
-    def run(i):
-        try:
-            results[i] = ensemble.generate(prompts[i], response_format=schemas[i], max_new_tokens=TOKENS)
-        except Exception as error:
-            errors.append(error)
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(prompts))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors
+    results = _concurrently(ensemble, prompts, per_request=[{"response_format": s} for s in schemas])
     assert [r.text for r in results] == [r.text for r in alone]
     assert ensemble._rounds.batched_rounds > 0
     # the grammar held for each request's own format, whatever random weights prefer
