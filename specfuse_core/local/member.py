@@ -46,7 +46,7 @@ class Member(TextMember):
         one row, so batching can change a greedy output only at a near-tie (logits differ in their
         last bits with the row count). An int: every pass has exactly that many rows (a lone request
         is padded), so a request's output never depends on batching; on a CPU that costs a lone
-        request about 2x per decode step, on a GPU little (see :mod:`.rows`, docs/reliability.md)."""
+        request about 1.5-2x per decode step, on a GPU little (see :mod:`.rows`, docs/reliability.md)."""
         if decode_block is not None and decode_block < 1:
             raise ValueError(f"decode_block must be None (rows as needed) or >= 1, got {decode_block}")
         self.model = model.eval()
