@@ -83,7 +83,7 @@ class ChatSpecFuse(BaseChatModel):
     segment_tokens: int | None = None
     """Tokens each member drafts per round."""
     max_tokens: int | None = None
-    """Output length cap (``max_new_tokens``), counted in the first member's tokens."""
+    """Output length cap (``max_new_tokens``), counted in the counting member's tokens."""
     temperature: float | None = None
     """0 (the default) drafts greedily."""
     top_p: float | None = None
@@ -228,8 +228,9 @@ class ChatSpecFuse(BaseChatModel):
         return self._ensemble.get(self._source)
 
     def get_token_ids(self, text: str) -> list[int]:
-        """``text`` in the tokens of the member that counts ``max_tokens`` and usage (the first member),
-        not LangChain's GPT-2 fallback. Loads the ensemble on first use; ``custom_get_token_ids`` wins."""
+        """``text`` in the tokens of the member that counts ``max_tokens`` and usage
+        (``counting_member``: the lead member, Qwen in the tiny preset, else the first), not LangChain's
+        GPT-2 fallback. Loads the ensemble on first use; ``custom_get_token_ids`` wins."""
         if self.custom_get_token_ids is not None:
             return self.custom_get_token_ids(text)
         return self.ensemble.token_ids(text)

@@ -15,7 +15,7 @@ class EnsembleConfig(BaseModel):
 
     # -- decoding
     segment_tokens: int = Field(10, ge=1, le=256, description="Tokens each member drafts per round (its own tokens).")
-    max_new_tokens: int = Field(256, ge=1, description="Output length cap, counted in the first member's tokens.")
+    max_new_tokens: int = Field(256, ge=1, description="Output length cap, counted in the counting member's tokens (see counting_member).")
     max_rounds: int | None = Field(None, ge=1, description="Round cap; default: max_new_tokens (each round adds >= 1 token).")
     temperature: float = Field(0.0, ge=0.0, description="0 = greedy drafting.")
     top_p: float = Field(1.0, gt=0.0, le=1.0)
@@ -61,6 +61,12 @@ class EnsembleConfig(BaseModel):
         "its mean token log-prob is at least this; otherwise the whole ensemble drafts and votes. None: every round votes.",
     )
     lead_member: str | None = Field(None, description="The member that drafts alone under gating; default: the highest member_weights, else the first.")
+    counting_member: str | None = Field(
+        None,
+        description="The member whose tokens count max_new_tokens and usage; default: the ensemble's lead_member "
+        "(a calibration names the best member), else the first member. Counting in the member whose text usually wins "
+        "gives the ensemble the same length budget as that member alone.",
+    )
 
     # -- model exit
     model_exit: bool = False

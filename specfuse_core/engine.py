@@ -29,6 +29,7 @@ def check_member_names(config: EnsembleConfig, names: Sequence[str]) -> None:
         "member_weights": list(config.member_weights),
         "roles": list(config.roles),
         "lead_member": [config.lead_member] if config.lead_member else [],
+        "counting_member": [config.counting_member] if config.counting_member else [],
     }
     for setting, given in named.items():
         unknown = [n for n in given if n not in names]
@@ -126,8 +127,11 @@ class SpecFuse:
     # ------------------------------------------------------------------ token counting
     @property
     def counting_member(self) -> MemberBackend:
-        """The member whose tokenizer counts ``max_new_tokens`` and usage: the first one."""
-        return self.members[0]
+        """The member whose tokenizer counts ``max_new_tokens`` and usage: ``counting_member``, else the
+        ensemble's ``lead_member`` (not a per-prompt routed one: counts must not depend on the prompt),
+        else the first member."""
+        name = self.config.counting_member or self.config.lead_member
+        return next((m for m in self.members if m.name == name), self.members[0])
 
     def token_ids(self, text: str) -> list[int]:
         """``text`` in the counting member's tokens (special-token spellings stay text). No model work."""
@@ -184,7 +188,8 @@ class SpecFuse:
             hedge.learning_rate = config.hedge_learning_rate
         else:
             hedge = HedgeWeights(self.member_names, config.hedge_learning_rate, config.member_weights)
-        return EnsembleRequest(self.members, conversation, config, hedge, output)
+        counter = config.counting_member or self.counting_member.name
+        return EnsembleRequest(self.members, conversation, config, hedge, output, counter=counter)
 
     def step(self, request: EnsembleRequest) -> SegmentEvent | None:
         if request.done:  # closed or abandoned: do not queue behind other requests' rounds to learn that

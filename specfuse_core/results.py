@@ -13,7 +13,7 @@ FaultPhase = Literal["start", "draft", "score", "accept"]
 
 
 class Usage(BaseModel):
-    """Token counts in the first member's tokenizer, plus each member's work."""
+    """Token counts in the counting member's tokenizer (``SpecFuse.counting_member``), plus each member's work."""
 
     prompt_tokens: int = 0
     completion_tokens: int = 0

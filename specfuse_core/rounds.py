@@ -38,7 +38,10 @@ class EnsembleRequest:
         config: EnsembleConfig,
         hedge: HedgeWeights,
         output: OutputSpec | None = None,
+        counter: str | None = None,
     ) -> None:
+        """``counter``: the member whose tokens count the output length and usage (default: the first);
+        if it sits the request out, the first member that started counts."""
         self.config = config
         self.output = output
         self.final_output: FinalOutput | None = None
@@ -73,7 +76,8 @@ class EnsembleRequest:
             raise NoCandidatesError(
                 "every member sat this request out: " + "; ".join(self.trace.skipped.values())
             )
-        self.counter = next(iter(self.sessions))  # output length is counted in this member's tokens
+        # output length is counted in this member's tokens
+        self.counter = counter if counter in self.sessions else next(iter(self.sessions))
         # Plain-format members end their turn with text ("\nUser:"); found on the accepted response, so
         # also when split across segments (each member's draft only sees its own segment).
         self.end_texts = tuple(dict.fromkeys(t for n in self.sessions for t in getattr(self.members[n], "end_of_turn_texts", ())))

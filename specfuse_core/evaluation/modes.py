@@ -54,7 +54,7 @@ def select_modes(ensemble: SpecFuse, requested: list[str] | None = None, variant
         if name in known:
             modes.append(Mode(name, ensemble, dict(known[name])))
         elif name in by_name:
-            alone = ensemble.config.model_copy(update={"member_weights": {}, "roles": {}, "lead_member": None, "gate_threshold": None})
+            alone = ensemble.config.model_copy(update={"member_weights": {}, "roles": {}, "lead_member": None, "counting_member": None, "gate_threshold": None})
             modes.append(Mode(name, SpecFuse([by_name[name]], config=alone)))
         else:
             raise UnknownModeError(f"unknown mode {name!r}; choose from: {', '.join(['all', 'members', *mode_names(ensemble, variants)])}")

@@ -50,3 +50,31 @@ def test_part_of_a_conversation_can_be_counted(random_members):
     assert 0 < system_only < ensemble.count_prompt_tokens(CONVERSATION[:2]) < ensemble.count_prompt_tokens(CONVERSATION)
     with pytest.raises(InvalidConversationError, match="message 0"):
         ensemble.count_prompt_tokens([{"role": "user", "content": None}])
+
+
+@pytest.mark.parametrize(
+    ("settings", "counter"),
+    [
+        ({"counting_member": "gemma3"}, "gemma3"),
+        ({"lead_member": "qwen2"}, "qwen2"),  # a calibration's lead counts unless told otherwise
+        ({"lead_member": "qwen2", "counting_member": "gemma3"}, "gemma3"),
+    ],
+)
+def test_the_counting_member_can_be_named(random_members, settings, counter):
+    """The length cap and usage count in the named member's tokens, so an ensemble whose text mostly comes
+    from its best member gets that member's length budget; prompt and completion counts agree with it."""
+    members = [random_members[n] for n in ("llama", "qwen2", "gemma3")]
+    ensemble = SpecFuse(members, EnsembleConfig(max_new_tokens=3, segment_tokens=4, **settings))
+    assert ensemble.counting_member.name == counter
+    expected = random_members[counter].tokenizer(TEXT, add_special_tokens=False)["input_ids"]
+    assert ensemble.token_ids(TEXT) == expected
+    result = ensemble.generate(CONVERSATION)
+    assert result.usage.prompt_tokens == ensemble.count_prompt_tokens(CONVERSATION)
+    assert result.usage.completion_tokens == ensemble.count_tokens(result.text) <= 3
+
+
+def test_an_unknown_counting_member_is_refused(random_members):
+    from specfuse_core.errors import UnknownMemberNameError
+
+    with pytest.raises(UnknownMemberNameError, match="counting_member names 'nobody'"):
+        SpecFuse([random_members["qwen2"]], EnsembleConfig(counting_member="nobody"))
