@@ -26,8 +26,8 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from ..engine import SpecFuse
-from ..errors import ContextWindowExceededError, SpecFuseError, UnknownMemberNameError
-from ..results import SegmentEvent
+from ..errors import ContextWindowExceededError, SpecFuseError, StructuredOutputError, UnknownMemberNameError
+from ..integration import SegmentStep, asegment_steps
 from .auth import check_api_key
 from .errors import APIError
 from .inflight import InFlight
@@ -36,6 +36,7 @@ from .mapping import GenerationPlan, plan_request
 from .responses import ChunkWriter, completion_body, model_body, models_body
 from .schemas import parse_request
 from .sse import DONE, sse_event
+from .tools import structured_output_failed
 
 logger = logging.getLogger("specfuse.serve")
 
@@ -140,7 +141,7 @@ class _Handlers:
     async def _open(self, plan: GenerationPlan) -> Any:
         """Start the request (validation and tokenising, in a worker thread); its mistakes are 400s."""
         try:
-            return await asyncio.to_thread(self.ensemble.astream, plan.messages, **plan.overrides)
+            return await asyncio.to_thread(self.ensemble.astream, plan.messages, **plan.overrides, **plan.output)
         except ContextWindowExceededError as error:
             raise APIError(400, str(error), param="messages", code="context_length_exceeded") from None
         except ValidationError as error:  # a setting the engine's config refuses in combination
@@ -157,8 +158,8 @@ class _Handlers:
     async def _complete(self, request: Request, stream: Any) -> Response:
         """Generate to the end, unless the client disconnects first (then stop and answer nothing)."""
 
-        async def collect() -> list[SegmentEvent]:
-            return [event async for event in stream]
+        async def collect() -> list[SegmentStep]:
+            return [step async for step in asegment_steps(stream)]
 
         generation = asyncio.ensure_future(collect())
         gone = asyncio.ensure_future(_disconnected(request.receive))
@@ -171,17 +172,22 @@ class _Handlers:
             logger.info("client went away; its generation was stopped")
             return Response(status_code=499)  # nobody reads it
         try:
-            events = generation.result()
+            steps = generation.result()
+        except StructuredOutputError as error:
+            raise structured_output_failed(error) from None
         except SpecFuseError as error:  # every member failed, or none could propose
             raise APIError(500, str(error), code="ensemble_failed") from None
-        return JSONResponse(completion_body(self.settings.model_name, stream.result(), events))
+        return JSONResponse(completion_body(self.settings.model_name, stream.result(), [step.event for step in steps]))
 
     async def _chunks(self, stream: Any, plan: GenerationPlan) -> AsyncIterator[bytes]:
         writer = ChunkWriter(self.settings.model_name, plan.include_usage)
         yield sse_event(writer.role())
         try:
-            async for event in stream:
-                yield sse_event(writer.segment(event))
+            async for step in asegment_steps(stream):
+                yield sse_event(writer.segment(step))
+        except StructuredOutputError as error:
+            yield sse_event(structured_output_failed(error).body())
+            return
         except SpecFuseError as error:  # headers are sent: report it in the stream, as OpenAI does
             yield sse_event(APIError(500, str(error), code="ensemble_failed").body())
             return

@@ -1,4 +1,5 @@
-"""OpenAI request fields -> the ensemble's conversation and per-request ``EnsembleConfig`` overrides.
+"""OpenAI request fields -> the ensemble's conversation, per-request ``EnsembleConfig`` overrides and
+output arguments (tools and response formats: :mod:`.tools`).
 
 Every field is either mapped, accepted at its "off" value only, or (bookkeeping fields that do not
 change the answer) accepted and ignored; docs/serving.md lists which is which. A value the ensemble
@@ -6,6 +7,7 @@ cannot honour is a 400 naming the field, never a silent no-op."""
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,8 +18,9 @@ from ..config import EnsembleConfig
 from .errors import APIError, invalid, unsupported
 from .limits import ServeLimits
 from .schemas import ChatCompletionRequest, ChatMessage
+from .tools import assistant_calls, output_arguments, tool_result
 
-ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
+ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant", "tool": "tool"}
 
 # EnsembleConfig fields a request may not set through the ``specfuse`` extension: the OpenAI fields
 # set the first five (one way to say each thing), and persist_weights would change shared state.
@@ -35,10 +38,12 @@ SEED_RANGE = (-(2**63), 2**63 - 1 - 1024)  # a member's seed is seed + its index
 
 @dataclass
 class GenerationPlan:
-    """What one request asks of the ensemble."""
+    """What one request asks of the ensemble: the conversation, config overrides, and the output
+    arguments (``response_format``, ``tools``, ``tool_choice``, ``parallel_tool_calls``)."""
 
-    messages: list[dict[str, str]]
+    messages: list[dict[str, Any]]
     overrides: dict[str, Any] = field(default_factory=dict)
+    output: dict[str, Any] = field(default_factory=dict)
     stream: bool = False
     include_usage: bool = False
 
@@ -48,6 +53,7 @@ def plan_request(request: ChatCompletionRequest, model_name: str, limits: ServeL
     if request.model != model_name:
         raise APIError(404, f"The model {request.model!r} does not exist; this server serves {model_name!r}", param="model", code="model_not_found")
     _check_off_fields(request)
+    output = output_arguments(request)
     messages = _conversation(request.messages, limits)
     overrides = {"max_new_tokens": _max_tokens(request, limits)}
     if request.temperature is not None:
@@ -68,7 +74,7 @@ def plan_request(request: ChatCompletionRequest, model_name: str, limits: ServeL
     if request.stream_options is not None and not request.stream:
         raise invalid("stream_options is only allowed when stream is true", "stream_options")
     include_usage = bool(request.stream_options and request.stream_options.include_usage)
-    return GenerationPlan(messages, overrides, stream=bool(request.stream), include_usage=include_usage)
+    return GenerationPlan(messages, overrides, output, stream=bool(request.stream), include_usage=include_usage)
 
 
 def _max_tokens(request: ChatCompletionRequest, limits: ServeLimits) -> int:
@@ -98,7 +104,7 @@ def _stop(stop: str | list[str], limits: ServeLimits) -> list[str]:
     return stops
 
 
-def _conversation(messages: list[ChatMessage], limits: ServeLimits) -> list[dict[str, str]]:
+def _conversation(messages: list[ChatMessage], limits: ServeLimits) -> list[dict[str, Any]]:
     if not messages:
         raise invalid("messages must hold at least one message", "messages")
     if len(messages) > limits.max_messages:
@@ -107,27 +113,35 @@ def _conversation(messages: list[ChatMessage], limits: ServeLimits) -> list[dict
     total = 0
     for index, message in enumerate(messages):
         where = f"messages[{index}]"
-        if message.role in ("tool", "function"):
-            raise unsupported(f"{where}.role", f"role {message.role!r} (tool calling)", "send the tool's result as a user message")
+        if message.role == "function":
+            raise unsupported(f"{where}.role", "role 'function' (legacy function calling)", "answer tool calls with role 'tool' and the call's tool_call_id")
         if message.role not in ROLES:
             raise invalid(f"{where}.role must be one of {', '.join(ROLES)}, got {message.role!r}", f"{where}.role")
-        for name in ("tool_calls", "function_call", "audio", "tool_call_id"):
+        for name in ("function_call", "audio"):
             if getattr(message, name):
                 raise unsupported(f"{where}.{name}", name.replace("_", " "))
+        if message.tool_calls and message.role != "assistant":
+            raise invalid(f"{where}.tool_calls: only assistant messages make tool calls", f"{where}.tool_calls")
+        if message.tool_call_id and message.role != "tool":
+            raise invalid(f"{where}.tool_call_id: only tool messages answer a tool call", f"{where}.tool_call_id")
         if message.refusal is not None:
             raise unsupported(f"{where}.refusal", "an assistant refusal field", "put the text in content")
-        content = _text(message.content, where)
-        total += len(content)
+        calls = assistant_calls(message.tool_calls, where) if message.tool_calls else []
+        content = "" if calls and message.content is None else _text(message.content, where)
+        total += len(content) + sum(len(json.dumps(c["arguments"])) for c in calls)
         if total > limits.max_prompt_chars:
             raise invalid(f"the messages are too long: over {limits.max_prompt_chars} characters of text together", "messages", "context_length_exceeded")
-        conversation.append({"role": ROLES[message.role], "content": content})
+        if message.role == "tool":
+            conversation.append(tool_result(content, message.tool_call_id, conversation, where))
+        else:
+            conversation.append({"role": ROLES[message.role], "content": content, **({"tool_calls": calls} if calls else {})})
     return conversation
 
 
 def _text(content: str | list[dict[str, Any]] | None, where: str) -> str:
     """String content, or text parts joined by newlines; images, audio and files are refused."""
     if content is None:
-        raise invalid(f"{where}.content is required (tool calls are not supported)", f"{where}.content")
+        raise invalid(f"{where}.content is required (it may be null only in an assistant message with tool_calls)", f"{where}.content")
     if isinstance(content, str):
         return content
     texts = []
@@ -155,11 +169,6 @@ def _check_off_fields(request: ChatCompletionRequest) -> None:
         "logit_bias": request.logit_bias in (None, {}),
         "logprobs": request.logprobs in (None, False),
         "top_logprobs": request.top_logprobs in (None, 0),
-        "tools": not request.tools,
-        "tool_choice": request.tool_choice in (None, "none"),
-        "functions": not request.functions,
-        "function_call": request.function_call in (None, "none"),
-        "response_format": request.response_format in (None, {"type": "text"}),
         "modalities": request.modalities in (None, ["text"]),
         "audio": request.audio is None,
         "prediction": request.prediction is None,

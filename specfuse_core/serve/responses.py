@@ -7,11 +7,18 @@ import time
 import uuid
 from typing import Any
 
+from ..integration import SegmentStep
 from ..results import GenerationResult, SegmentEvent, Usage
+from .tools import openai_tool_calls
 
 # OpenAI has no "timeout" or "stop_sequence": a stop string is "stop", a cut-short answer "length".
 # The ensemble's own reason stays in the extension field.
 FINISH_REASONS = {"stop": "stop", "stop_sequence": "stop", "length": "length", "timeout": "length"}
+
+
+def finish_reason(result: GenerationResult) -> str:
+    """OpenAI's finish reason; an answer that calls tools finishes with ``tool_calls``."""
+    return "tool_calls" if result.tool_calls else FINISH_REASONS[result.finish_reason]
 
 
 def completion_id() -> str:
@@ -52,11 +59,16 @@ class ChunkWriter:
     def role(self) -> dict[str, Any]:
         return self._chunk([self._choice({"role": "assistant", "content": ""})])
 
-    def segment(self, event: SegmentEvent) -> dict[str, Any]:
-        return self._chunk([self._choice({"content": event.text})], specfuse=segment_provenance(event))
+    def segment(self, step: SegmentStep) -> dict[str, Any]:
+        """One accepted segment. With tools, text that is (or may become) a call is held back (empty
+        content); the parsed calls come whole, with the last segment, as ``delta.tool_calls``."""
+        delta: dict[str, Any] = {"content": step.delta}
+        if step.final is not None and step.final.result.tool_calls:
+            delta["tool_calls"] = [{"index": i, **call} for i, call in enumerate(openai_tool_calls(step.final.result))]
+        return self._chunk([self._choice(delta)], specfuse=segment_provenance(step.event))
 
     def finish(self, result: GenerationResult) -> dict[str, Any]:
-        return self._chunk([self._choice({}, FINISH_REASONS[result.finish_reason])], specfuse=_summary(result))
+        return self._chunk([self._choice({}, finish_reason(result))], specfuse=_summary(result))
 
     def usage(self, result: GenerationResult) -> dict[str, Any]:
         chunk = self._chunk([])
@@ -76,14 +88,21 @@ def completion_body(model: str, result: GenerationResult, events: list[SegmentEv
         "choices": [
             {
                 "index": 0,
-                "message": {"role": "assistant", "content": result.text, "refusal": None},
+                "message": _message(result),
                 "logprobs": None,
-                "finish_reason": FINISH_REASONS[result.finish_reason],
+                "finish_reason": finish_reason(result),
             }
         ],
         "usage": usage_body(result.usage),
         "specfuse": summary,
     }
+
+
+def _message(result: GenerationResult) -> dict[str, Any]:
+    """The assistant message: its text, or (content null) the tool calls it makes."""
+    if result.tool_calls:
+        return {"role": "assistant", "content": None, "refusal": None, "tool_calls": openai_tool_calls(result)}
+    return {"role": "assistant", "content": result.text, "refusal": None}
 
 
 def _summary(result: GenerationResult) -> dict[str, Any]:

@@ -99,8 +99,10 @@ def test_extension_settings_and_timeout_reason(client, small_ensemble):
     ("fields", "param"),
     [
         ({"n": 2}, "n"),
-        ({"tools": [{"type": "function", "function": {"name": "f", "parameters": {}}}]}, "tools"),
-        ({"response_format": {"type": "json_object"}}, "response_format"),
+        ({"tools": [{"type": "retrieval"}]}, "tools[0].type"),
+        ({"tools": [{"type": "function", "function": {"name": "f"}}], "tool_choice": {"type": "function", "function": {"name": "g"}}}, "tool_choice"),
+        ({"response_format": {"type": "xml"}}, "response_format.type"),
+        ({"response_format": {"type": "json_schema", "json_schema": {"name": "s", "schema": {"type": "object", "$ref": "#/nope"}}}}, "response_format"),
         ({"max_tokens": LIMITS.max_tokens_cap + 1}, "max_tokens"),
         ({"messages": [{"role": "user", "content": "x"}] * (LIMITS.max_messages + 1)}, "messages"),
         ({"messages": [{"role": "system", "content": "only a system message"}]}, "messages"),

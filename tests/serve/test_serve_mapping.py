@@ -13,6 +13,9 @@ from specfuse_core.serve.schemas import parse_request
 
 LIMITS = ServeLimits(max_messages=4, max_prompt_chars=100, max_tokens_cap=64, default_max_tokens=16)
 USER = [{"role": "user", "content": "hi"}]
+CALL = {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}
+WEATHER = {"type": "function", "function": {"name": "get_weather", "description": "Weather in a city",
+           "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}
 
 
 def plan(config: EnsembleConfig | None = None, **fields):
@@ -55,9 +58,19 @@ def test_messages_roles_and_text_parts():
     ("fields", "param"),
     [
         ({"n": 2}, "n"),
-        ({"tools": [{"type": "function", "function": {"name": "f"}}]}, "tools"),
+        ({"tools": [{"type": "retrieval"}]}, "tools[0].type"),
+        ({"tools": [{"type": "function", "function": {"description": "no name"}}]}, "tools[0].function"),
+        ({"tools": [{"type": "function", "function": {"name": "f", "parameters": "x"}}]}, "tools[0].function.parameters"),
+        ({"tools": [{"type": "function", "function": {"name": "bad name!"}}]}, "tools"),
         ({"tool_choice": "auto"}, "tool_choice"),
-        ({"response_format": {"type": "json_object"}}, "response_format"),
+        ({"tool_choice": "sometimes", "tools": [{"type": "function", "function": {"name": "f"}}]}, "tool_choice"),
+        ({"tool_choice": {"type": "function", "function": {"name": "g"}}, "tools": [{"type": "function", "function": {"name": "f"}}]}, "tool_choice"),
+        ({"functions": [{"name": "f"}]}, "functions"),
+        ({"function_call": "auto"}, "function_call"),
+        ({"response_format": {"type": "xml"}}, "response_format.type"),
+        ({"response_format": {"type": "json_schema"}}, "response_format.json_schema"),
+        ({"response_format": {"type": "json_schema", "json_schema": {"schema": {"type": "object"}}}}, "response_format.json_schema.name"),
+        ({"response_format": {"type": "json_object"}, "tools": [{"type": "function", "function": {"name": "f"}}]}, "response_format"),
         ({"logprobs": True}, "logprobs"),
         ({"top_logprobs": 3}, "top_logprobs"),
         ({"logit_bias": {"50256": -100}}, "logit_bias"),
@@ -99,13 +112,23 @@ def test_unsupported_or_invalid_fields_are_400_naming_the_field(fields, param):
         ([], "messages"),
         ([{"role": "user", "content": "x"}] * 5, "messages"),
         ([{"role": "user", "content": "x" * 101}], "messages"),
-        ([{"role": "tool", "content": "42", "tool_call_id": "c1"}], "messages[0].role"),
+        ([{"role": "tool", "content": "42", "tool_call_id": "c1"}, {"role": "user", "content": "y"}], "messages[0].tool_call_id"),
+        ([{"role": "tool", "content": "42"}, {"role": "user", "content": "y"}], "messages[0].tool_call_id"),
+        ([{"role": "function", "content": "42", "name": "f"}], "messages[0].role"),
+        ([{"role": "user", "content": "x", "tool_call_id": "c1"}], "messages[0].tool_call_id"),
+        ([{"role": "user", "content": "x", "tool_calls": [CALL]}], "messages[0].tool_calls"),
         ([{"role": "critic", "content": "x"}], "messages[0].role"),
         ([{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "http://x"}}]}], "messages[0].content[0].type"),
         ([{"role": "user"}], "messages[0].content"),
         ([{"role": "user", "content": 5}], "messages[0].content"),
         ([{"role": "user", "content": "x", "colour": "red"}], "messages[0].colour"),
-        ([{"role": "assistant", "content": "x", "tool_calls": [{"id": "c"}]}, {"role": "user", "content": "y"}], "messages[0].tool_calls"),
+        ([{"role": "assistant", "content": "x", "tool_calls": [{"id": "c"}]}, {"role": "user", "content": "y"}], "messages[0].tool_calls[0]"),
+        ([{"role": "assistant", "content": None, "tool_calls": [{**CALL, "id": ""}]}, {"role": "user", "content": "y"}], "messages[0].tool_calls[0].id"),
+        ([{"role": "assistant", "content": None, "tool_calls": [{**CALL, "function": {"name": "f", "arguments": "{oops"}}]}, {"role": "user", "content": "y"}],
+         "messages[0].tool_calls[0].function.arguments"),
+        ([{"role": "assistant", "content": None, "tool_calls": [{**CALL, "function": {"name": "f", "arguments": "[1]"}}]}, {"role": "user", "content": "y"}],
+         "messages[0].tool_calls[0].function.arguments"),
+        ([{"role": "assistant", "content": None}, {"role": "user", "content": "y"}], "messages[0].content"),
         ([{"content": "x"}], "messages[0].role"),
     ],
 )
@@ -117,11 +140,45 @@ def test_bad_messages_are_400_naming_the_message(messages, param):
 
 def test_off_values_of_unsupported_fields_and_bookkeeping_fields_are_accepted():
     result = plan(
-        n=1, tools=[], tool_choice="none", logprobs=False, top_logprobs=0, logit_bias={}, frequency_penalty=0, presence_penalty=0.0,
+        n=1, tools=[], tool_choice="none", functions=[], function_call="none", logprobs=False, top_logprobs=0, logit_bias={}, frequency_penalty=0, presence_penalty=0.0,
         response_format={"type": "text"}, modalities=["text"], store=False, parallel_tool_calls=True, user="u1",
         metadata={"k": "v"}, service_tier="auto", prompt_cache_key="p", safety_identifier="s",
     )
     assert result.overrides == {"max_new_tokens": LIMITS.default_max_tokens}
+    assert result.output == {}
+
+
+def test_tools_and_tool_choice_become_output_arguments():
+    choice = {"type": "function", "function": {"name": "get_weather"}}
+    result = plan(tools=[WEATHER], tool_choice=choice, parallel_tool_calls=False)
+    assert result.output == {"tools": [WEATHER], "tool_choice": choice, "parallel_tool_calls": False}
+    assert plan(tools=[WEATHER]).output == {"tools": [WEATHER]}  # "auto" is the core's default too
+    assert plan(tools=[WEATHER], tool_choice="required").output["tool_choice"] == "required"
+
+
+@pytest.mark.parametrize(
+    "response_format",
+    [
+        {"type": "json_object"},
+        {"type": "json_schema", "json_schema": {"name": "city", "strict": True, "schema": {
+            "type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"], "additionalProperties": False}}},
+    ],
+)
+def test_json_response_formats_pass_to_the_core(response_format):
+    assert plan(response_format=response_format).output == {"response_format": response_format}
+
+
+def test_a_tool_conversation_maps_calls_and_results_by_id():
+    messages = [
+        {"role": "user", "content": "Weather in Paris?"},
+        {"role": "assistant", "content": None, "tool_calls": [CALL]},
+        {"role": "tool", "tool_call_id": "call_1", "content": [{"type": "text", "text": "18 C"}]},
+    ]
+    result = plan_request(parse_request({"model": "m", "messages": messages, "tools": [WEATHER]}), "m", LIMITS, EnsembleConfig())
+    assert result.messages[1:] == [
+        {"role": "assistant", "content": "", "tool_calls": [{"id": "call_1", "name": "get_weather", "arguments": {"city": "Paris"}}]},
+        {"role": "tool", "content": "18 C", "tool_call_id": "call_1", "name": "get_weather"},  # the name comes from the call
+    ]
 
 
 def test_specfuse_extension_sets_ensemble_fields():

@@ -3,6 +3,8 @@ pointed at the server get what the ensemble answers alone (greedy), with its pro
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from langchain_core.messages import HumanMessage, SystemMessage
 from langchain_openai import ChatOpenAI
@@ -67,3 +69,33 @@ def test_langchain_chat_openai_invoke_stream_and_batch(tiny_server, alone):
 
     batch = chat.batch([capital, colours])  # concurrent requests: each keeps its own answer
     assert [m.content for m in batch] == [alone["capital"].text, alone["colours"].text]
+
+
+WEATHER = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "Current weather in a city",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+    },
+}
+
+
+def test_openai_client_tool_call_and_tool_result_round_trip(client, tiny_ensemble):
+    """A real member writes the call: the server returns the ensemble's own parsed call, then answers
+    the tool's result in text, each equal to what the ensemble gives alone."""
+    ask = [{"role": "user", "content": "What is the weather in Paris right now?"}]
+    reply = client.chat.completions.create(model=MODEL, messages=ask, tools=[WEATHER], tool_choice="required", max_tokens=60, temperature=0)
+    alone = tiny_ensemble.generate(ask, tools=[WEATHER], tool_choice="required", max_new_tokens=60)
+    [call] = reply.choices[0].message.tool_calls
+    assert reply.choices[0].finish_reason == "tool_calls"
+    assert (call.function.name, json.loads(call.function.arguments)) == (alone.tool_calls[0].name, alone.tool_calls[0].arguments)
+    assert "paris" in json.loads(call.function.arguments)["city"].lower()
+
+    history = [*ask, reply.choices[0].message.model_dump(exclude_none=True), {"role": "tool", "tool_call_id": call.id, "content": "18 C, sunny"}]
+    answer = client.chat.completions.create(model=MODEL, messages=history, tools=[WEATHER], tool_choice="none", max_tokens=MAX_TOKENS, temperature=0)
+    made = {"id": call.id, "name": call.function.name, "arguments": json.loads(call.function.arguments)}
+    core_history = [*ask, {"role": "assistant", "content": "", "tool_calls": [made]},
+                    {"role": "tool", "tool_call_id": call.id, "name": "get_weather", "content": "18 C, sunny"}]
+    expected = tiny_ensemble.generate(core_history, tools=[WEATHER], tool_choice="none", max_new_tokens=MAX_TOKENS)
+    assert answer.choices[0].message.content == expected.text and expected.text.strip()
