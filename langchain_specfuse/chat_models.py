@@ -229,7 +229,7 @@ class ChatSpecFuse(BaseChatModel):
 
     def get_token_ids(self, text: str) -> list[int]:
         """``text`` in the tokens of the member that counts ``max_tokens`` and usage
-        (``counting_member``: the lead member, Qwen in the tiny preset, else the first), not LangChain's
+        (``counting_member``, default the first), not LangChain's
         GPT-2 fallback. Loads the ensemble on first use; ``custom_get_token_ids`` wins."""
         if self.custom_get_token_ids is not None:
             return self.custom_get_token_ids(text)

@@ -165,7 +165,7 @@ class SpecFuseLLM(FunctionCallingLLM):
     @property
     def tokenizer(self) -> Callable[[str], List[int]]:
         """A ``text -> token ids`` callable in the tokens of the member that counts ``max_new_tokens``
-        and usage (``counting_member``: the lead member, Qwen in the tiny preset, else the first): use it
+        and usage (``counting_member``, default the first): use it
         as ``Settings.tokenizer`` or ``TokenCountingHandler(tokenizer=llm.tokenizer)`` so LlamaIndex packs prompts in the ensemble's
         tokens instead of tiktoken's. The members load on its first call (see :meth:`load`)."""
         return _EnsembleTokenizer(self)

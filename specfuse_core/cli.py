@@ -41,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     chat.add_argument("--remote-api-key-env", default=None, metavar="VAR", help="environment variable holding the remote servers' API key")
     chat.add_argument("--system", default=None, help="a system message")
     # defaults are EnsembleConfig's own (one place): a flag left out leaves the field at its default
-    chat.add_argument("--max-tokens", type=int, default=core_default("max_new_tokens"), help="max new tokens, counted in the counting member's tokens: the preset's lead member, else the first (default: %(default)s)")
+    chat.add_argument("--max-tokens", type=int, default=core_default("max_new_tokens"), help="max new tokens, counted in the counting member's tokens, the first unless counting_member is set (default: %(default)s)")
     chat.add_argument("--temperature", type=float, default=core_default("temperature"))
     chat.add_argument("--top-p", type=float, default=core_default("top_p"))
     chat.add_argument("--seed", type=int, default=core_default("seed"))

@@ -63,9 +63,8 @@ class EnsembleConfig(BaseModel):
     lead_member: str | None = Field(None, description="The member that drafts alone under gating; default: the highest member_weights, else the first.")
     counting_member: str | None = Field(
         None,
-        description="The member whose tokens count max_new_tokens and usage; default: the ensemble's lead_member "
-        "(a calibration names the best member), else the first member. Counting in the member whose text usually wins "
-        "gives the ensemble the same length budget as that member alone.",
+        description="The member whose tokens count max_new_tokens and usage; default: the first member. Name the member "
+        "whose text usually wins to give the ensemble that member's length budget (measured: docs/evaluation.md).",
     )
 
     # -- model exit

@@ -128,9 +128,8 @@ class SpecFuse:
     @property
     def counting_member(self) -> MemberBackend:
         """The member whose tokenizer counts ``max_new_tokens`` and usage: ``counting_member``, else the
-        ensemble's ``lead_member`` (not a per-prompt routed one: counts must not depend on the prompt),
-        else the first member."""
-        name = self.config.counting_member or self.config.lead_member
+        first member (one member for every prompt: counts must not depend on routing)."""
+        name = self.config.counting_member
         return next((m for m in self.members if m.name == name), self.members[0])
 
     def token_ids(self, text: str) -> list[int]:

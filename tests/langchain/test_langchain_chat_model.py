@@ -188,13 +188,13 @@ def test_stream_events_v3_reports_segments_on_the_model_run() -> None:
 
 def test_token_counts_are_the_counting_members_and_match_the_reported_usage(chat: ChatSpecFuse) -> None:
     """Issue 13: get_num_tokens returned 0 (LangChain's GPT-2 fallback, offline). The tiny preset counts
-    in its calibrated lead member's tokens (Qwen), the member whose text usually wins."""
+    in its first member's tokens (SmolLM2)."""
     from langchain_core.messages import HumanMessage, SystemMessage
 
     messages = [SystemMessage("Be brief."), HumanMessage("Name a colour.")]
     counted = chat.get_num_tokens_from_messages(messages)
     assert counted == chat.invoke(messages, max_tokens=1, segment_tokens=1).usage_metadata["input_tokens"]
-    assert chat.ensemble.counting_member.name == "qwen2.5-coder-0.5b"
+    assert chat.ensemble.counting_member.name == "smollm2-135m"
     counter = chat.ensemble.counting_member.tokenizer
     assert chat.get_token_ids("Hello, world") == counter("Hello, world", add_special_tokens=False)["input_ids"]
     assert chat.get_num_tokens("Hello, world") > 0
