@@ -105,3 +105,16 @@ def test_chat_openai_structured_output(small_server):
     chat = ChatOpenAI(model=MODEL, base_url=small_server.base_url, api_key="unused", max_tokens=120, max_retries=0)
     assert isinstance(chat.with_structured_output(City, method="json_schema").invoke("Weather in Rome?"), City)
     assert isinstance(chat.with_structured_output(City, method="function_calling").invoke("Weather in Rome?"), City)
+
+
+@pytest.mark.parametrize("prompt", ["Tell me about rivers.", ASK[0]["content"]])
+def test_auto_tool_choice_streams_what_the_engine_answers(client, small_ensemble, prompt):
+    """Under "auto" the answer may be text or a call: the stream's text and calls are the engine's."""
+    messages = [{"role": "user", "content": prompt}]
+    alone = small_ensemble.generate(messages, tools=[WEATHER], max_new_tokens=40)
+    chunks = list(client.chat.completions.create(model=MODEL, messages=messages, tools=[WEATHER], max_tokens=40, stream=True))
+    choices = [c.choices[0] for c in chunks if c.choices]
+    assert "".join(c.delta.content or "" for c in choices) == alone.content
+    calls = [call for c in choices for call in (c.delta.tool_calls or [])]
+    assert [(c.function.name, json.loads(c.function.arguments)) for c in calls] == [(c.name, c.arguments) for c in alone.tool_calls]
+    assert choices[-1].finish_reason == ("tool_calls" if alone.tool_calls else alone.finish_reason)
