@@ -60,6 +60,12 @@ class EnsembleConfig(BaseModel):
         description="Confidence gating: the lead member drafts alone, and its segment is accepted without a vote when "
         "its mean token log-prob is at least this; otherwise the whole ensemble drafts and votes. None: every round votes.",
     )
+    gate_check_threshold: float | None = Field(
+        None,
+        description="A second opinion under gating: a confident lead's segment is also scored by the most trusted other "
+        "verifier (one scoring pass), and the round votes after all when that member's mean token log-prob of it is below "
+        "this. Catches a lead that is sure and wrong. None: off.",
+    )
     lead_member: str | None = Field(None, description="The member that drafts alone under gating; default: the highest member_weights, else the first.")
     counting_member: str | None = Field(
         None,
@@ -96,7 +102,7 @@ class EnsembleConfig(BaseModel):
             raise ValueError(f"member weights must be finite and > 0 (a member to leave out gets role or exit settings instead): {', '.join(bad)}")
         return value
 
-    @field_validator("gate_threshold")
+    @field_validator("gate_threshold", "gate_check_threshold")
     @classmethod
     def _log_prob(cls, value: float | None) -> float | None:
         if value is not None and not (math.isfinite(value) and value <= 0):

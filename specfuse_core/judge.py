@@ -133,6 +133,18 @@ class Judge:
         threshold = self.config.gate_threshold
         return draft is not None and draft.mean_logprob is not None and threshold is not None and draft.mean_logprob >= threshold
 
+    def second_opinion(self, lead: str, verifiers: Sequence[str]) -> str | None:
+        """Who checks a confident lead (``gate_check_threshold``): the most trusted verifier besides it."""
+        others = [n for n in verifiers if n != lead]
+        if self.config.gate_check_threshold is None or not others:
+            return None
+        return max(others, key=lambda n: self.config.member_weights.get(n, 1.0))
+
+    def seconded(self, check_logprob: float | None) -> bool:
+        """Whether the second opinion lets the lead's segment through without a vote (no score: yes)."""
+        threshold = self.config.gate_check_threshold
+        return threshold is None or check_logprob is None or check_logprob >= threshold
+
     @staticmethod
     def needs_vote(gated: bool, single: bool, candidates: Sequence[Candidate]) -> bool:
         """A vote is taken unless the lead was sure, one member runs alone, or there is one candidate."""

@@ -54,6 +54,7 @@ class EnsembleRequest:
         self.reserve = config.round_reserve
         self.deadline = None if config.timeout_s is None else time.monotonic() + config.timeout_s
         self.rounds = 0
+        self._gate_check: tuple[str, float] | None = None  # this round's second opinion (member, mean log-prob)
         self.response = ""
         self.faulted: set[str] = set()
         self._round_faults: list[MemberFault] = []
@@ -169,6 +170,7 @@ class EnsembleRequest:
     # ------------------------------------------------------------------ the round
     def _round(self) -> SegmentEvent:
         self.rounds += 1
+        self._gate_check = None
         started = time.perf_counter()
         drafts, gated = self._draft_round()
         drafted = time.perf_counter()
@@ -178,6 +180,8 @@ class EnsembleRequest:
         exited = self._model_exit() if finish is None else []
 
         round_trace = verdict.trace(self.rounds, drafts, exited, gated)
+        if self._gate_check is not None:
+            round_trace.gate_check = {self._gate_check[0]: self._gate_check[1]}
         round_trace.draft_seconds = drafted - started
         round_trace.verify_seconds = verified - drafted
         self.trace.rounds.append(round_trace)
@@ -261,13 +265,26 @@ class EnsembleRequest:
             lead = self.judge.lead(drafting)
             if lead is not None:
                 drafts = self._each("draft", [lead], draft)
-                if self.judge.confident(drafts.get(lead)):
+                if self.judge.confident(drafts.get(lead)) and self.judge.seconded(self._second_opinion(lead, drafts[lead])):
                     return drafts, True
                 drafts.update(self._each("draft", [n for n in self._drafters() if n != lead], draft))
                 drafts = {n: drafts[n] for n in self.sessions if n in drafts}  # member order
             else:
                 drafts = self._each("draft", drafting, draft)
         return drafts, False
+
+    def _second_opinion(self, lead: str, draft: Draft) -> float | None:
+        """The checking member's mean log-prob of the lead's confident segment (``gate_check_threshold``);
+        None when there is no check (off, nobody to ask, nothing drafted, or the checker failed)."""
+        checker = self.judge.second_opinion(lead, self._verifiers())
+        if checker is None or not (draft.text or draft.finished):
+            return None
+        candidate = self.judge.scoring_candidates([Candidate(draft.text, draft.finished)])
+        scores = self._each("score", [checker], lambda name: self.sessions[name].score(self.response, candidate))
+        if checker not in scores:
+            return None
+        self._gate_check = (checker, float(scores[checker][0]))
+        return self._gate_check[1]
 
     def _drafting_plan(self) -> tuple[list[str], bool]:
         """Members that draft this round, and whether their drafts are cut to word boundaries."""

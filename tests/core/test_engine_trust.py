@@ -55,6 +55,26 @@ def test_gating_at_the_strictest_threshold_is_the_full_ensemble(trio):
     assert strict.text == plain.text  # the lead's draft is reused, not redrafted: same candidates, same votes
 
 
+def test_a_second_opinion_that_always_agrees_changes_nothing_but_costs_one_pass(trio):
+    """At the loosest check the lead still decodes alone; the checker scores each confident segment once."""
+    config = EnsembleConfig(max_new_tokens=24, segment_tokens=6, gate_threshold=-1e9, lead_member="qwen2", member_weights={"llama": 0.9, "gemma3": 0.2})
+    plain = SpecFuse(trio, config).generate(QUESTION)
+    checked = SpecFuse(trio, config.with_overrides(gate_check_threshold=-1e9)).generate(QUESTION)
+    assert checked.text == plain.text and all(r.gated for r in checked.trace.rounds)
+    assert all(list(r.gate_check) == ["llama"] and r.gate_check["llama"] < 0 for r in checked.trace.rounds)
+    assert checked.usage.members["llama"].forward_calls == len(checked.trace.rounds) and checked.usage.members["llama"].drafted_tokens == 0
+    assert checked.usage.members["gemma3"].forward_calls == 0
+
+
+def test_a_second_opinion_that_never_agrees_is_the_full_ensemble(trio):
+    """The strictest check sends every round to the vote: the same answer as no gating at all."""
+    config = EnsembleConfig(max_new_tokens=20, gate_threshold=-1e9, gate_check_threshold=0.0, lead_member="qwen2")
+    checked = SpecFuse(trio, config).generate(QUESTION)
+    plain = SpecFuse(trio, EnsembleConfig(max_new_tokens=20)).generate(QUESTION)
+    assert not any(r.gated for r in checked.trace.rounds) and all(r.gate_check for r in checked.trace.rounds)
+    assert checked.text == plain.text
+
+
 def test_gating_lead_defaults_to_the_heaviest_member(trio):
     config = EnsembleConfig(max_new_tokens=12, gate_threshold=-1e9, member_weights={"gemma3": 3.0})
     result = SpecFuse(trio, config).generate(QUESTION)

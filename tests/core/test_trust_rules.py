@@ -82,7 +82,8 @@ def test_bad_calibration_files_fail_with_a_named_error(tmp_path, content):
 
 @pytest.mark.parametrize(
     "fields",
-    [{"member_weights": {"a": 0.0}}, {"member_weights": {"a": float("nan")}}, {"roles": {"a": "judge"}}, {"gate_threshold": 0.5}, {"consensus_weight": -1}],
+    [{"member_weights": {"a": 0.0}}, {"member_weights": {"a": float("nan")}}, {"roles": {"a": "judge"}}, {"gate_threshold": 0.5}, {"consensus_weight": -1},
+     {"gate_check_threshold": 0.1}, {"gate_check_threshold": float("-inf")}],
 )
 def test_config_rejects_bad_trust_settings(fields):
     with pytest.raises(ValidationError):
@@ -95,3 +96,17 @@ def test_calibration_settings_apply_only_where_the_config_keeps_the_library_defa
     assert config.end_of_turn_scoring == "text_only"  # left at the default: the calibration's value
     assert config.repetition_penalty == 0.2  # chosen by the caller: kept
     assert calibration.apply(EnsembleConfig(member_weights={"a": 3.0})).member_weights == {"a": 3.0}
+
+
+def test_the_second_opinion_is_the_most_trusted_other_verifier():
+    from specfuse_core.judge import Judge
+
+    config = EnsembleConfig(gate_threshold=-1.0, gate_check_threshold=-2.0, member_weights={"a": 1.0, "b": 0.8, "c": 0.3})
+    judge = Judge(config, HedgeWeights(["a", "b", "c"], 1.0, config.member_weights), ["a", "b", "c"], "")
+    assert judge.second_opinion("a", ["a", "b", "c"]) == "b"
+    assert judge.second_opinion("b", ["a", "b", "c"]) == "a"
+    assert judge.second_opinion("a", ["a"]) is None  # nobody else to ask
+    assert judge.seconded(-1.99) and judge.seconded(-2.0) and not judge.seconded(-2.01)
+    assert judge.seconded(None)  # no check (failed checker): the lead's confidence stands
+    off = Judge(EnsembleConfig(gate_threshold=-1.0), HedgeWeights(["a", "b"], 1.0, {}), ["a", "b"], "")
+    assert off.second_opinion("a", ["a", "b"]) is None and off.seconded(-50.0)
