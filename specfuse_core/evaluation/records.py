@@ -34,6 +34,7 @@ class RoundSummary(BaseModel):
     active: list[str]
     candidates: list[dict[str, Any]]
     gated: bool = False
+    gate_check: dict[str, float] = Field(default_factory=dict, description="the second opinion on a confident lead (gate_check_threshold)")
 
 
 class ItemRecord(BaseModel):
@@ -76,6 +77,7 @@ def trace_summary(result: GenerationResult) -> dict[str, Any]:
             winner=r.winner_member,
             active=list(r.active_members),
             gated=r.gated,
+            gate_check={k: round(v, 4) for k, v in r.gate_check.items()},
             candidates=[
                 {
                     "text": c.text,
