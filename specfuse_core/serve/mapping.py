@@ -15,6 +15,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from ..config import EnsembleConfig
+from ..integration import assistant_message
 from .errors import APIError, invalid, unsupported
 from .limits import ServeLimits
 from .schemas import ChatCompletionRequest, ChatMessage
@@ -133,8 +134,10 @@ def _conversation(messages: list[ChatMessage], limits: ServeLimits) -> list[dict
             raise invalid(f"the messages are too long: over {limits.max_prompt_chars} characters of text together", "messages", "context_length_exceeded")
         if message.role == "tool":
             conversation.append(tool_result(content, message.tool_call_id, conversation, where))
+        elif message.role == "assistant":
+            conversation.append(assistant_message(content, calls))
         else:
-            conversation.append({"role": ROLES[message.role], "content": content, **({"tool_calls": calls} if calls else {})})
+            conversation.append({"role": ROLES[message.role], "content": content})
     return conversation
 
 

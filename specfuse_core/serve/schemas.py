@@ -24,7 +24,7 @@ class ChatMessage(_Strict):
     role: str
     content: str | list[dict[str, Any]] | None = None
     name: str | None = None
-    # assistant/tool-calling fields: accepted only when empty (see mapping)
+    # tool calling: an assistant's calls, a tool result's call id (see tools.py); the rest only when empty
     tool_calls: list[Any] | None = None
     tool_call_id: str | None = None
     function_call: Any = None
@@ -45,7 +45,8 @@ class ChatCompletionRequest(_Strict):
     seed: int | None = None
     stop: str | list[str] | None = None
     n: int | None = None
-    # accepted only at their "off" value (mapping says which), since the ensemble cannot honour more
+    # accepted only at their "off" value (mapping says which), since the ensemble cannot honour more;
+    # tools, tool_choice, response_format (and legacy functions, refused) are mapped in tools.py
     frequency_penalty: float | None = None
     presence_penalty: float | None = None
     logit_bias: dict[str, Any] | None = None
@@ -63,8 +64,8 @@ class ChatCompletionRequest(_Strict):
     verbosity: Any = None
     web_search_options: Any = None
     store: bool | None = None
+    parallel_tool_calls: bool | None = None  # with tools: several calls per answer (tools.py)
     # accepted and ignored: bookkeeping fields that do not change the answer
-    parallel_tool_calls: bool | None = None
     user: str | None = None
     metadata: dict[str, Any] | None = None
     service_tier: str | None = None

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..errors import UnsupportedSchemaError
+from ..integration import tool_message
 from ..output import OutputSpec
 from .errors import APIError, invalid, unsupported
 from .schemas import ChatCompletionRequest
@@ -128,7 +129,7 @@ def tool_result(content: str, tool_call_id: str | None, earlier: list[dict[str, 
     calls = {c["id"]: c["name"] for m in earlier for c in m.get("tool_calls", ())}
     if tool_call_id not in calls:
         raise invalid(f"{where}.tool_call_id {tool_call_id!r} answers no tool call of an earlier assistant message", f"{where}.tool_call_id")
-    return {"role": "tool", "content": content, "tool_call_id": tool_call_id, "name": calls[tool_call_id]}
+    return tool_message(content, tool_call_id, calls[tool_call_id])
 
 
 # ---------------------------------------------------------------------- responses
