@@ -10,9 +10,10 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from ..errors import UnsupportedSchemaError
+from ..errors import StructuredOutputError, UnsupportedSchemaError
 from ..integration import tool_message
 from ..output import OutputSpec
+from ..results import GenerationResult
 from .errors import APIError, invalid, unsupported
 from .schemas import ChatCompletionRequest
 
@@ -133,7 +134,7 @@ def tool_result(content: str, tool_call_id: str | None, earlier: list[dict[str, 
 
 
 # ---------------------------------------------------------------------- responses
-def openai_tool_calls(result: Any) -> list[dict[str, Any]]:
+def openai_tool_calls(result: GenerationResult) -> list[dict[str, Any]]:
     """The result's parsed calls in OpenAI's shape (arguments as a JSON string)."""
     return [
         {"id": call.id, "type": "function", "function": {"name": call.name, "arguments": json.dumps(call.arguments, ensure_ascii=False)}}
@@ -141,6 +142,6 @@ def openai_tool_calls(result: Any) -> list[dict[str, Any]]:
     ]
 
 
-def structured_output_failed(error: Exception) -> APIError:
+def structured_output_failed(error: StructuredOutputError) -> APIError:
     """A constrained answer that does not parse (usually cut by max_tokens): no unchecked output."""
     return APIError(500, f"{error}; if the answer was cut short, raise max_tokens", code="structured_output_invalid")
