@@ -13,7 +13,7 @@ from typing import Any
 
 from ..errors import SpecFuseError
 
-DATASET_HELP = "gsm8k, ifeval, or a .jsonl file with prompt and answer fields (see --checker)"
+DATASET_HELP = "dev or heldout (the built-in short-answer sets), gsm8k, ifeval, or a .jsonl file with prompt and answer fields (see --checker)"
 
 
 def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
@@ -194,7 +194,7 @@ def run_eval_command(args: argparse.Namespace, err, argv: Sequence[str] | None =
 
 
 def add_calibrate_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--dataset", default="dev", help="labelled set: dev (built in, default), gsm8k, ifeval or a .jsonl file")
+    parser.add_argument("--dataset", default="dev", help="labelled set: dev (built in, default), heldout (built in, never tuned on), gsm8k, ifeval or a .jsonl file")
     parser.add_argument("--data-dir", type=Path, default=None, help="folder (or file) holding a public set; default ../shared/data")
     parser.add_argument("--checker", default="exact-match", choices=["exact-match", "contains", "last-number", "regex"], help="checker for a custom .jsonl")
     parser.add_argument("--preset", default=None, help="packaged ensemble (default: tiny, unless --model is given)")

@@ -16,7 +16,7 @@ from .short_answer import SHORT_CHECKERS
 from .errors import BadDatasetLineError, DatasetNotFoundError, UnknownCheckerError, UnknownDatasetError
 
 PUBLIC_FILES = {"gsm8k": "gsm8k_test.jsonl", "ifeval": "ifeval_input_data.jsonl"}
-BUILTIN_SETS = ("dev",)  # shipped with the package: see devset.py
+BUILTIN_SETS = ("dev", "heldout")  # shipped with the package: see devset.py and heldout.py
 GET_DATA_HINT = (
     "get gsm8k_test.jsonl from github.com/openai/grade-school-math (grade_school_math/data/test.jsonl) and "
     "ifeval_input_data.jsonl from github.com/google-research/google-research "
@@ -121,12 +121,17 @@ def load_custom(path: Path, checker: str, limit: int | None = None, prompt_field
 
 def load_dataset(dataset: str, data_dir: Path | None = None, limit: int | None = None, checker: str | None = None) -> list[EvalItem]:
     """``gsm8k`` / ``ifeval`` (from ``data_dir``: a folder holding the public file, or the file itself;
-    default ``../shared/data``), ``dev`` (the built-in short-answer set, see :mod:`.devset`) or a path to
+    default ``../shared/data``), ``dev`` / ``heldout`` (the built-in short-answer sets, see :mod:`.devset`
+    and :mod:`.heldout`) or a path to
     a ``.jsonl`` with a text checker."""
     if dataset == "dev":
         from .devset import DEV_FILE
 
         return load_custom(DEV_FILE, "exact-match", limit)
+    if dataset == "heldout":
+        from .heldout import HELDOUT_FILE
+
+        return load_custom(HELDOUT_FILE, "exact-match", limit)
     if dataset in PUBLIC_FILES:
         directory = data_dir or default_data_dir()
         if directory is None:
@@ -135,4 +140,4 @@ def load_dataset(dataset: str, data_dir: Path | None = None, limit: int | None =
         return load_gsm8k(path, limit) if dataset == "gsm8k" else load_ifeval(path, limit)
     if dataset.endswith(".jsonl"):
         return load_custom(Path(dataset), checker or "exact-match", limit)
-    raise UnknownDatasetError(f"unknown dataset {dataset!r}: use gsm8k, ifeval, dev, or a path to a .jsonl file")
+    raise UnknownDatasetError(f"unknown dataset {dataset!r}: use gsm8k, ifeval, dev, heldout, or a path to a .jsonl file")

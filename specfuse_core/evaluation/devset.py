@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import random
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -122,62 +123,84 @@ def _arithmetic(rng: random.Random) -> list[tuple[str, int]]:
     return items
 
 
-def _instructions(rng: random.Random) -> list[tuple[str, str, Any]]:
-    """(prompt, checker, reference) for format-following items."""
-    items: list[tuple[str, str, Any]] = []
-    yes_no = [
+@dataclass(frozen=True)
+class InstructionContent:
+    """The questions behind the five instruction formats; each set (dev, held-out) has its own."""
+
+    yes_no: list[tuple[str, str]]
+    one_word: list[tuple[str, list[str]]]
+    lists: list[tuple[str, int]]
+    numbers: list[tuple[str, int]]
+    words: list[str]
+
+
+DEV_INSTRUCTIONS = InstructionContent(
+    yes_no=[
         ("Is the Sun a star?", "yes"), ("Is water wet?", "yes"), ("Can fish breathe underwater?", "yes"),
         ("Is Paris in Germany?", "no"), ("Is 7 an even number?", "no"), ("Do cats lay eggs?", "no"),
         ("Is ice colder than boiling water?", "yes"), ("Is the Moon bigger than the Earth?", "no"),
         ("Does a week have seven days?", "yes"), ("Is a tomato a kind of metal?", "no"),
-    ]
-    for question, answer in yes_no:
-        items.append((f"{question} Answer with only yes or no.", "yes-no", answer))
-    one_word = [
+    ],
+    one_word=[
         ("What color is the sky on a clear day?", ["blue"]), ("What is the opposite of up?", ["down"]),
         ("What animal says moo?", ["cow"]), ("What is the capital of England?", ["London"]),
         ("What do you call a baby dog?", ["puppy"]), ("Which season comes after winter?", ["spring"]),
         ("What is the first day of the week after Sunday?", ["Monday"]), ("What color are ripe bananas?", ["yellow"]),
         ("What is the plural of mouse?", ["mice"]), ("Which planet do we live on?", ["Earth"]),
-    ]
-    for question, answers in one_word:
-        items.append((f"{question} Reply with a single word.", "one-word", answers))
-    lists = [
+    ],
+    lists=[
         ("three primary colors", 3), ("four seasons of the year", 4), ("three fruits", 3),
         ("five animals", 5), ("three countries in Europe", 3), ("four musical instruments", 4),
         ("three vegetables", 3), ("five colors", 5), ("three planets", 3), ("four sports", 4),
-    ]
-    separators = [(";", "semicolons"), (",", "commas"), (" | ", "' | '")]
-    for index, (what, count) in enumerate(lists):
-        sep, sep_name = separators[index % len(separators)]
-        items.append(
-            (f"List {what}, separated by {sep_name}, on one line and with nothing else.", "separated-list", {"separator": sep.strip(), "count": count})
-        )
-    numbers = [
+    ],
+    numbers=[
         ("How many wheels does a bicycle have?", 2), ("How many days are in a week?", 7), ("What is 9 plus 6?", 15),
         ("How many months are in a year?", 12), ("What is 5 times 4?", 20), ("How many legs does a dog have?", 4),
         ("What is 30 minus 12?", 18), ("How many sides does a triangle have?", 3), ("What is 100 divided by 4?", 25),
         ("How many fingers are on one hand?", 5),
-    ]
-    for question, answer in numbers:
+    ],
+    words=["hello", "ocean", "river", "garden", "window", "planet", "silver", "forest", "candle", "market"],
+)
+
+
+def _instructions(rng: random.Random, content: InstructionContent) -> list[tuple[str, str, Any]]:
+    """(prompt, checker, reference) for format-following items."""
+    items: list[tuple[str, str, Any]] = []
+    for question, answer in content.yes_no:
+        items.append((f"{question} Answer with only yes or no.", "yes-no", answer))
+    for question, answers in content.one_word:
+        items.append((f"{question} Reply with a single word.", "one-word", answers))
+    separators = [(";", "semicolons"), (",", "commas"), (" | ", "' | '")]
+    for index, (what, count) in enumerate(content.lists):
+        sep, sep_name = separators[index % len(separators)]
+        items.append(
+            (f"List {what}, separated by {sep_name}, on one line and with nothing else.", "separated-list", {"separator": sep.strip(), "count": count})
+        )
+    for question, answer in content.numbers:
         items.append((f"{question} Reply with the number only, in digits.", "number-only", answer))
-    words = ["hello", "ocean", "river", "garden", "window", "planet", "silver", "forest", "candle", "market"]
+    words = list(content.words)
     rng.shuffle(words)
     for word in words:
         items.append((f"Write the word '{word}' in capital letters and nothing else.", "exact", word.upper()))
     return items
 
 
-def build_items(seed: int = 20261129) -> list[dict[str, Any]]:
-    """All dev items as JSON-ready dicts (id, category, prompt, checker, answer)."""
+def build_items(
+    seed: int = 20261129,
+    facts: list[tuple[str, list[str]]] = FACTS,
+    instructions: InstructionContent = DEV_INSTRUCTIONS,
+    id_prefix: str = "",
+) -> list[dict[str, Any]]:
+    """All items of a set as JSON-ready dicts (id, category, prompt, checker, answer); the defaults
+    build the dev set, :mod:`.heldout` passes its own questions, seed and id prefix."""
     rng = random.Random(seed)
     items: list[dict[str, Any]] = []
-    for i, (question, answers) in enumerate(FACTS):
-        items.append({"id": f"fact-{i:02d}", "category": "facts", "prompt": question, "checker": "answer-any", "answer": answers})
+    for i, (question, answers) in enumerate(facts):
+        items.append({"id": f"{id_prefix}fact-{i:02d}", "category": "facts", "prompt": question, "checker": "answer-any", "answer": answers})
     for i, (question, answer) in enumerate(_arithmetic(rng)):
-        items.append({"id": f"arith-{i:02d}", "category": "arithmetic", "prompt": question, "checker": "number", "answer": answer})
-    for i, (prompt, checker, answer) in enumerate(_instructions(rng)):
-        items.append({"id": f"instr-{i:02d}", "category": "instructions", "prompt": prompt, "checker": checker, "answer": answer})
+        items.append({"id": f"{id_prefix}arith-{i:02d}", "category": "arithmetic", "prompt": question, "checker": "number", "answer": answer})
+    for i, (prompt, checker, answer) in enumerate(_instructions(rng, instructions)):
+        items.append({"id": f"{id_prefix}instr-{i:02d}", "category": "instructions", "prompt": prompt, "checker": checker, "answer": answer})
     return items
 
 
