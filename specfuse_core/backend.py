@@ -12,7 +12,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel
 
@@ -20,6 +20,18 @@ from .errors import ContextWindowExceededError
 from .messages import Conversation
 from .text_align import REPLACEMENT_CHAR, cut_to_word_boundary
 from .tokenizer_view import TokenizerView
+
+
+TokenStatistic = Literal["mean", "min"]
+
+
+def token_statistic(logprobs: Sequence[float], statistic: TokenStatistic = "mean") -> float:
+    """One number for a candidate's token log-probs: their mean (how likely the text reads as a whole,
+    what votes use) or their minimum (the one token the verifier finds least likely: a wrong name or
+    number in an otherwise fluent sentence, which the mean dilutes)."""
+    if statistic == "min":
+        return min(logprobs)
+    return sum(logprobs) / len(logprobs)
 
 
 @dataclass(frozen=True)
@@ -87,8 +99,9 @@ class MemberSession(ABC):
         """Continue ``prompt + response`` by up to ``max_tokens`` own tokens; return aligned text."""
 
     @abstractmethod
-    def score(self, response: str, candidates: Sequence[Candidate]) -> list[float]:
-        """Mean log-probability of each candidate after ``prompt + response``, in one batched pass."""
+    def score(self, response: str, candidates: Sequence[Candidate], statistic: TokenStatistic = "mean") -> list[float]:
+        """Mean (or, with ``statistic="min"``, minimum) token log-probability of each candidate after
+        ``prompt + response``, in one batched pass."""
 
     @abstractmethod
     def accept(self, response: str, winner: int | None, own_draft: bool) -> None:

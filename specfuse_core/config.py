@@ -66,6 +66,11 @@ class EnsembleConfig(BaseModel):
         "verifier (one scoring pass), and the round votes after all when that member's mean token log-prob of it is below "
         "this. Catches a lead that is sure and wrong. None: off.",
     )
+    gate_check_statistic: Literal["mean", "min"] = Field(
+        "mean",
+        description="What the second opinion compares with gate_check_threshold: the checker's 'mean' token log-prob of "
+        "the lead's segment, or its 'min' (the one token it finds least likely, such as a wrong name in a fluent sentence).",
+    )
     lead_member: str | None = Field(None, description="The member that drafts alone under gating; default: the highest member_weights, else the first.")
     counting_member: str | None = Field(
         None,

@@ -280,7 +280,8 @@ class EnsembleRequest:
         if checker is None or not (draft.text or draft.finished):
             return None
         candidate = self.judge.scoring_candidates([Candidate(draft.text, draft.finished)])
-        scores = self._each("score", [checker], lambda name: self.sessions[name].score(self.response, candidate))
+        statistic = self.config.gate_check_statistic
+        scores = self._each("score", [checker], lambda name: self.sessions[name].score(self.response, candidate, statistic))
         if checker not in scores:
             return None
         self._gate_check = (checker, float(scores[checker][0]))

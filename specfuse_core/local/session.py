@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from ..backend import Candidate, Draft, TextSession
+from ..backend import Candidate, Draft, TextSession, TokenStatistic, token_statistic
 from ..text_align import REPLACEMENT_CHAR
 from .kv_cache import common_prefix_length, crop_to, new_cache, splice
 from .rows import decode_rows
@@ -215,7 +215,7 @@ class LocalSession(TextSession):
         return text, tokens
 
     # ------------------------------------------------------------------ score
-    def score(self, response: str, candidates: Sequence[Candidate]) -> list[float]:
+    def score(self, response: str, candidates: Sequence[Candidate], statistic: TokenStatistic = "mean") -> list[float]:
         member = self.member
         self._drop_verified()
         context = self._context(response)
@@ -254,7 +254,7 @@ class LocalSession(TextSession):
                 picked = block_logprobs(plan, logprobs, i, target)
                 if own is not None:  # the first token is predicted by the context's last position
                     picked = [float(self._draft_record.context_logprobs[target[0]])] + picked
-            scores.append(sum(picked) / len(picked))
+            scores.append(token_statistic(picked, statistic))
             self.counters.verified_tokens += len(target)
         return scores
 

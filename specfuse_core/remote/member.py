@@ -16,7 +16,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from ..backend import Candidate, Draft, Sampling, TextMember, TextSession
+from ..backend import Candidate, Draft, Sampling, TextMember, TextSession, TokenStatistic
 from ..messages import Conversation
 from ..text_align import REPLACEMENT_CHAR
 from .client import CompletionsClient
@@ -161,7 +161,7 @@ class RemoteSession(TextSession):
         return Draft(text=text, finished=finished, tokens_drafted=drafted)
 
     # ------------------------------------------------------------------ score
-    def score(self, response: str, candidates: Sequence[Candidate]) -> list[float]:
+    def score(self, response: str, candidates: Sequence[Candidate], statistic: TokenStatistic = "mean") -> list[float]:
         self._view(response)
         member = self.member
         prompts: list[str] = []
@@ -186,7 +186,7 @@ class RemoteSession(TextSession):
         self.counters.forward_calls += calls
         for index, echo, length, special in zip(wanted, echoed, lengths, specials):
             picked = candidate_token_indices(echo, length, special)
-            scores[index] = mean_logprob(echo, picked)
+            scores[index] = mean_logprob(echo, picked, statistic)
             self.counters.verified_tokens += len(picked)
         return scores
 

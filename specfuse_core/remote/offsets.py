@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ..backend import TokenStatistic, token_statistic
 from .errors import RemoteProtocolError
 
 
@@ -76,15 +77,15 @@ def candidate_token_indices(echo: EchoedPrompt, text_length: int, ends_with_spec
     return picked[::-1] + tail
 
 
-def mean_logprob(echo: EchoedPrompt, indices: Sequence[int]) -> float:
-    """Mean log-probability of the chosen tokens (the echo's first token has none: it is never a
-    candidate token, since a prompt precedes every candidate)."""
+def mean_logprob(echo: EchoedPrompt, indices: Sequence[int], statistic: TokenStatistic = "mean") -> float:
+    """Mean (or minimum) log-probability of the chosen tokens (the echo's first token has none: it is
+    never a candidate token, since a prompt precedes every candidate)."""
     if not indices:
         raise RemoteProtocolError("no echoed token falls inside the candidate")
     values = [echo.logprobs[i] for i in indices]
     if any(v is None or not math.isfinite(v) for v in values):
         raise RemoteProtocolError("the server returned a missing or non-finite log-probability for a candidate token")
-    return sum(values) / len(values)  # type: ignore[arg-type]
+    return token_statistic(values, statistic)  # type: ignore[arg-type]
 
 
 def generated_per_choice(body: dict[str, Any], prompts: int, max_tokens: int) -> list[int] | None:

@@ -90,7 +90,7 @@ class ScriptedSession(MemberSession):
         self.counters.drafted_tokens += len(text)
         return Draft(text, self.member.finish and index == len(self.member.segments) - 1, len(text))
 
-    def score(self, response: str, candidates: Sequence[Candidate]) -> list[float]:
+    def score(self, response: str, candidates: Sequence[Candidate], statistic: str = "mean") -> list[float]:
         assert not self.closed, "a closed session was driven again"
         self.counters.forward_calls += 1
         return [float(self.member.prefer(c.text)) for c in candidates]
@@ -188,9 +188,9 @@ class WrappedSession(MemberSession):
         self._maybe_fail("draft")
         return self.inner.draft(response, max_tokens, align)
 
-    def score(self, response: str, candidates: Sequence[Candidate]) -> list[float]:
+    def score(self, response: str, candidates: Sequence[Candidate], statistic: str = "mean") -> list[float]:
         self._maybe_fail("score")
-        return self.inner.score(response, candidates)
+        return self.inner.score(response, candidates, statistic)
 
     def accept(self, response: str, winner: int | None, own_draft: bool) -> None:
         self._maybe_fail("accept")

@@ -7,7 +7,9 @@ import pytest
 
 from specfuse_core import EnsembleConfig, SpecFuse
 from specfuse_core.errors import UnknownMemberNameError
+from specfuse_core.backend import Sampling
 from specfuse_core.member import Candidate
+from specfuse_core.messages import normalize_conversation
 
 QUESTION = [{"role": "user", "content": "Name three colours."}]
 
@@ -73,6 +75,26 @@ def test_a_second_opinion_that_never_agrees_is_the_full_ensemble(trio):
     plain = SpecFuse(trio, EnsembleConfig(max_new_tokens=20)).generate(QUESTION)
     assert not any(r.gated for r in checked.trace.rounds) and all(r.gate_check for r in checked.trace.rounds)
     assert checked.text == plain.text
+
+
+def test_the_min_statistic_checks_the_least_likely_token(trio):
+    """With ``gate_check_statistic="min"`` the check records the checker's lowest token log-prob of the
+    same segments: at or below their mean, strictly below where the segment's tokens differ."""
+    config = EnsembleConfig(max_new_tokens=24, segment_tokens=6, gate_threshold=-1e9, gate_check_threshold=-1e9, lead_member="qwen2")
+    mean = SpecFuse(trio, config).generate(QUESTION)
+    low = SpecFuse(trio, config.with_overrides(gate_check_statistic="min")).generate(QUESTION)
+    assert low.text == mean.text and len(low.trace.rounds) == len(mean.trace.rounds)
+    pairs = [(a.gate_check["llama"], b.gate_check["llama"]) for a, b in zip(low.trace.rounds, mean.trace.rounds)]
+    assert all(lowest <= average + 1e-6 for lowest, average in pairs)
+    assert any(lowest < average - 1e-3 for lowest, average in pairs)
+
+
+def test_session_scores_mean_or_min_of_the_same_token_logprobs(trio):
+    session = trio[0].start(normalize_conversation(QUESTION), Sampling())
+    candidates = [Candidate("Red, green and blue.", False), Candidate("Blue", True)]
+    means = session.score("", candidates)
+    mins = session.score("", candidates, "min")
+    assert all(lo <= m + 1e-6 for lo, m in zip(mins, means)) and mins[0] < means[0] - 1e-3
 
 
 def test_gating_lead_defaults_to_the_heaviest_member(trio):

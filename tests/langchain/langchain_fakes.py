@@ -49,7 +49,7 @@ class ScriptedSession(MemberSession):
             return Draft("", True)
         return Draft(self.member.segments[index], index == len(self.member.segments) - 1, 1)
 
-    def score(self, response: str, candidates: Sequence[Candidate]) -> list[float]:
+    def score(self, response: str, candidates: Sequence[Candidate], statistic: str = "mean") -> list[float]:
         return [0.0] * len(candidates)
 
     def accept(self, response: str, winner, own_draft: bool) -> None:

@@ -80,7 +80,7 @@ class ScriptedSession(MemberSession):
         self.counters.drafted_tokens += len(text)
         return Draft(text=text, finished=finished, tokens_drafted=len(text))
 
-    def score(self, response: str, candidates: Sequence[Candidate]) -> list[float]:
+    def score(self, response: str, candidates: Sequence[Candidate], statistic: str = "mean") -> list[float]:
         self.counters.forward_calls += 1
         rest = self.member.script[len(response) :] if self.member.script.startswith(response) else None
 

@@ -38,6 +38,7 @@ def test_unfinished_candidate_takes_the_trailing_tokens_that_spell_it():
     echo = echoed_prompt(_echo(pieces), generated=0)
     assert candidate_token_indices(echo, len(" world"), ends_with_special=False) == [6, 7]
     assert mean_logprob(echo, [6, 7]) == pytest.approx((-6 - 7) / 2)
+    assert mean_logprob(echo, [6, 7], "min") == pytest.approx(-7)
 
 
 def test_generated_token_is_dropped_and_anchors_the_prompt_end():
