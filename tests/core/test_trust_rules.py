@@ -110,3 +110,17 @@ def test_the_second_opinion_is_the_most_trusted_other_verifier():
     assert judge.seconded(None)  # no check (failed checker): the lead's confidence stands
     off = Judge(EnsembleConfig(gate_threshold=-1.0), HedgeWeights(["a", "b"], 1.0, {}), ["a", "b"], "")
     assert off.second_opinion("a", ["a", "b"]) is None and off.seconded(-50.0)
+
+
+def test_the_tiny_preset_asks_for_a_second_opinion_by_the_least_likely_token():
+    """The shipped calibration turns the check on (docs/evaluation.md); a request's own value wins."""
+    from specfuse_core.backend import token_statistic
+    from specfuse_core.presets import preset_calibration
+
+    calibration = preset_calibration("tiny")
+    config = calibration.apply(EnsembleConfig())
+    assert (config.gate_check_threshold, config.gate_check_statistic) == (-4.0, "min")
+    own = calibration.apply(EnsembleConfig(gate_check_threshold=-2.0))
+    assert (own.gate_check_threshold, own.gate_check_statistic) == (-2.0, "min")
+    assert token_statistic([-0.1, -5.0, -0.2], "min") == -5.0
+    assert token_statistic([-0.1, -5.0, -0.2]) == pytest.approx(-5.3 / 3)
