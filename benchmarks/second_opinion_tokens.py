@@ -5,8 +5,10 @@ confident lead's segment or its lowest one (``gate_check_statistic``). This repl
 gated round of a run (the lead's accepted segments, in order) through the checking member in a fresh
 session and prints both statistics per round, then their quantiles, so a threshold can be chosen
 from a set's own distribution (docs/evaluation.md, "The second opinion by the least likely token").
-An analysis script, not a timed test; a fresh session's scores run a little higher than the
-engine's in-request ones.
+Give it a recording run (``--set gate_check_threshold=-1e9``: every gated round is checked and none
+is sent to a vote); in an ordinary run the rounds whose check failed were voted on and are left out,
+since their winner is not the segment that was checked. An analysis script, not a timed test; a
+fresh session's scores run a little higher than the engine's in-request ones.
 
     python benchmarks/second_opinion_tokens.py --dataset dev --run runs/dev-check-record [--category facts]
 """

@@ -32,6 +32,10 @@ class CalibrationFileError(SpecFuseError, ValueError):
     """A calibration file that is missing, not JSON, or not a calibration."""
 
 
+# settings that only mean something with another one: filled from a calibration only together with it
+QUALIFIED_BY = {"gate_check_statistic": "gate_check_threshold"}
+
+
 class Calibration(BaseModel):
     """What ``specfuse calibrate`` fits, and the evidence it fitted it on."""
 
@@ -75,10 +79,13 @@ class Calibration(BaseModel):
 
     def apply(self, config: EnsembleConfig) -> EnsembleConfig:
         """``config`` with this calibration: trust settings where the config leaves them empty, other
-        settings where it leaves them at the library default (validated)."""
+        settings where it leaves them at the library default (validated). A setting that qualifies
+        another (the second opinion's statistic qualifies its threshold) is filled only together with
+        it, so a request's own threshold keeps the statistic it was chosen for."""
         fill = {k: v for k, v in self.config_fields().items() if not getattr(config, k)}
         defaults = EnsembleConfig()
-        fill.update({k: v for k, v in self.settings.items() if getattr(config, k) == getattr(defaults, k)})
+        settings = {k: v for k, v in self.settings.items() if getattr(config, k) == getattr(defaults, k)}
+        fill.update({k: v for k, v in settings.items() if QUALIFIED_BY.get(k, k) in settings})
         return config.with_overrides(**fill)
 
     def save(self, path: str | Path) -> Path:

@@ -111,7 +111,7 @@ class EnsembleConfig(BaseModel):
     @classmethod
     def _log_prob(cls, value: float | None) -> float | None:
         if value is not None and not (math.isfinite(value) and value <= 0):
-            raise ValueError("is a mean log-probability: a finite number <= 0")
+            raise ValueError("is a token log-probability (a mean, or the check's minimum): a finite number <= 0")
         return value
 
     @field_validator("temperature", "top_p", "score_temperature", "exit_temperature", "hedge_learning_rate", "repetition_penalty", "consensus_weight")

@@ -48,7 +48,7 @@ class RoundTrace(BaseModel):
     exited: list[str] = Field(default_factory=list, description="members that exited after this round")
     gated: bool = Field(False, description="the lead member was confident: its segment was accepted without a vote")
     gate_check: dict[str, float] = Field(
-        default_factory=dict, description="the second opinion on a confident lead's segment (gate_check_threshold): member -> its mean log-prob"
+        default_factory=dict, description="the second opinion on a confident lead's segment (gate_check_threshold): member -> its mean or minimum token log-prob (gate_check_statistic)"
     )
     draft_seconds: float = 0.0
     verify_seconds: float = 0.0

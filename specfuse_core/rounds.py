@@ -54,7 +54,7 @@ class EnsembleRequest:
         self.reserve = config.round_reserve
         self.deadline = None if config.timeout_s is None else time.monotonic() + config.timeout_s
         self.rounds = 0
-        self._gate_check: tuple[str, float] | None = None  # this round's second opinion (member, mean log-prob)
+        self._gate_check: tuple[str, float] | None = None  # this round's second opinion (member, mean or minimum token log-prob)
         self.response = ""
         self.faulted: set[str] = set()
         self._round_faults: list[MemberFault] = []
@@ -274,14 +274,15 @@ class EnsembleRequest:
         return drafts, False
 
     def _second_opinion(self, lead: str, draft: Draft) -> float | None:
-        """The checking member's mean log-prob of the lead's confident segment (``gate_check_threshold``);
-        None when there is no check (off, nobody to ask, nothing drafted, or the checker failed)."""
+        """The checking member's mean (or, by ``gate_check_statistic``, minimum) token log-prob of the
+        lead's confident segment (``gate_check_threshold``); None when there is no check (off, nobody
+        to ask, nothing drafted, or the checker failed)."""
         checker = self.judge.second_opinion(lead, self._verifiers())
         if checker is None or not (draft.text or draft.finished):
             return None
         candidate = self.judge.scoring_candidates([Candidate(draft.text, draft.finished)])
         statistic = self.config.gate_check_statistic
-        scores = self._each("score", [checker], lambda name: self.sessions[name].score(self.response, candidate, statistic))
+        scores = self._each("score", [checker], lambda name: self.sessions[name].score(self.response, candidate, statistic=statistic))
         if checker not in scores:
             return None
         self._gate_check = (checker, float(scores[checker][0]))

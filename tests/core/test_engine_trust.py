@@ -89,6 +89,14 @@ def test_the_min_statistic_checks_the_least_likely_token(trio):
     assert any(lowest < average - 1e-3 for lowest, average in pairs)
 
 
+def test_votes_use_the_mean_whatever_the_checks_statistic(trio):
+    """The statistic is the second opinion's alone: without gating every vote is unchanged."""
+    plain = SpecFuse(trio, EnsembleConfig(max_new_tokens=16)).generate(QUESTION)
+    low = SpecFuse(trio, EnsembleConfig(max_new_tokens=16, gate_check_statistic="min")).generate(QUESTION)
+    assert low.text == plain.text
+    assert [c.mean_logprobs for r in low.trace.rounds for c in r.candidates] == [c.mean_logprobs for r in plain.trace.rounds for c in r.candidates]
+
+
 def test_session_scores_mean_or_min_of_the_same_token_logprobs(trio):
     session = trio[0].start(normalize_conversation(QUESTION), Sampling())
     candidates = [Candidate("Red, green and blue.", False), Candidate("Blue", True)]

@@ -113,7 +113,8 @@ def test_the_second_opinion_is_the_most_trusted_other_verifier():
 
 
 def test_the_tiny_preset_asks_for_a_second_opinion_by_the_least_likely_token():
-    """The shipped calibration turns the check on (docs/evaluation.md); a request's own value wins."""
+    """The shipped calibration turns the check on (docs/evaluation.md); a request's own threshold wins
+    and keeps its own statistic (a mean threshold is never compared with a minimum)."""
     from specfuse_core.backend import token_statistic
     from specfuse_core.presets import preset_calibration
 
@@ -121,6 +122,8 @@ def test_the_tiny_preset_asks_for_a_second_opinion_by_the_least_likely_token():
     config = calibration.apply(EnsembleConfig())
     assert (config.gate_check_threshold, config.gate_check_statistic) == (-4.0, "min")
     own = calibration.apply(EnsembleConfig(gate_check_threshold=-2.0))
-    assert (own.gate_check_threshold, own.gate_check_statistic) == (-2.0, "min")
+    assert (own.gate_check_threshold, own.gate_check_statistic) == (-2.0, "mean")
+    lowest = calibration.apply(EnsembleConfig(gate_check_threshold=-6.0, gate_check_statistic="min"))
+    assert (lowest.gate_check_threshold, lowest.gate_check_statistic) == (-6.0, "min")
     assert token_statistic([-0.1, -5.0, -0.2], "min") == -5.0
     assert token_statistic([-0.1, -5.0, -0.2]) == pytest.approx(-5.3 / 3)
