@@ -204,10 +204,15 @@ def build_items(
     return items
 
 
-def write_dev_file(path: Path = DEV_FILE) -> Path:
+def write_items(items: list[dict[str, Any]], path: Path) -> Path:
+    """A built-in set's file: one JSON item per line."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(json.dumps(item, ensure_ascii=False) + "\n" for item in build_items()), encoding="utf-8")
+    path.write_text("".join(json.dumps(item, ensure_ascii=False) + "\n" for item in items), encoding="utf-8")
     return path
+
+
+def write_dev_file(path: Path = DEV_FILE) -> Path:
+    return write_items(build_items(), path)
 
 
 if __name__ == "__main__":

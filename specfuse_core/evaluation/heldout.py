@@ -11,11 +11,10 @@ checkers and the copy rule are the dev set's. Rebuild the file with
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
-from .devset import InstructionContent, build_items
+from .devset import InstructionContent, build_items, write_items
 
 HELDOUT_FILE = Path(__file__).parent / "data" / "heldout.jsonl"
 HELDOUT_SEED = 20261131  # the first seed after 20261130 whose arithmetic repeats no dev prompt
@@ -119,9 +118,7 @@ def build_heldout_items() -> list[dict[str, Any]]:
 
 
 def write_heldout_file(path: Path = HELDOUT_FILE) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(json.dumps(item, ensure_ascii=False) + "\n" for item in build_heldout_items()), encoding="utf-8")
-    return path
+    return write_items(build_heldout_items(), path)
 
 
 if __name__ == "__main__":
