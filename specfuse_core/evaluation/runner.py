@@ -141,11 +141,16 @@ def _rewrite(path: Path, records: list[ItemRecord]) -> None:
     os.replace(tmp, path)
 
 
-def _check_settings(out: Path, settings: EvalSettings) -> None:
+# settings only ensemble modes read: a run of members alone may resume under other values of these
+ENSEMBLE_ONLY_SETTINGS = {"variants", "calibration"}
+
+
+def _check_settings(out: Path, settings: EvalSettings, members_only: bool = False) -> None:
     path = out / SETTINGS_FILE
     if path.is_file():
         previous = EvalSettings.model_validate_json(path.read_text(encoding="utf-8"))
-        if previous != settings:
+        ignored = ENSEMBLE_ONLY_SETTINGS if members_only else set()
+        if previous.model_dump(exclude=ignored) != settings.model_dump(exclude=ignored):
             raise SettingsMismatchError(
                 f"{out} holds results of a run with other settings ({previous.model_dump()}); "
                 f"use another --out, or the same settings to resume"
@@ -190,7 +195,7 @@ def run_evaluation(
     selected = select_modes(ensemble, modes, settings.variants)
     calibration = {**ensemble.calibration.config_fields(), **ensemble.calibration.settings} if ensemble.calibration is not None else None
     settings = settings.model_copy(update={"members": ensemble.member_names, "calibration": calibration})
-    _check_settings(out, settings)
+    _check_settings(out, settings, members_only=all(mode.is_member for mode in selected))
     results_path = out / RESULTS_FILE
     records = read_records(results_path)
     if rescore_stored and records:

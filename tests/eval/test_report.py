@@ -126,6 +126,22 @@ def test_resume_refuses_other_settings(tmp_path, monkeypatch):
         runner.run_evaluation(_fake_ensemble(), items, tmp_path, runner.EvalSettings(dataset="gsm8k", max_tokens=16), ["a"], progress=False)
 
 
+def test_members_alone_resume_under_other_ensemble_settings(tmp_path, monkeypatch):
+    """Variants and the calibration only change ensemble modes: a members-only run resumes across
+    them (a preset's calibration changed), a run with an ensemble mode still refuses."""
+    monkeypatch.setattr(runner, "run_item", lambda item, mode, settings: make_record(mode.name, item.id, True))
+    items = [EvalItem(id=f"q{i}", prompt="p", reference="1", checker="last-number") for i in range(2)]
+    first = runner.EvalSettings(dataset="gsm8k", max_tokens=8)
+    runner.run_evaluation(_fake_ensemble(), items[:1], tmp_path, first, ["a", "ensemble"], progress=False)
+    other = first.model_copy(update={"variants": {"strict": {"gate_threshold": -0.1}}})
+    resumed = runner.run_evaluation(_fake_ensemble(), items, tmp_path, other, ["a"], progress=False)
+    assert resumed.ran == 1 and resumed.skipped == 1
+    with pytest.raises(runner.SettingsMismatchError, match="another --out"):
+        runner.run_evaluation(_fake_ensemble(), items, tmp_path, other, ["a", "ensemble"], progress=False)
+    with pytest.raises(runner.SettingsMismatchError):  # what members read still has to match
+        runner.run_evaluation(_fake_ensemble(), items, tmp_path, first.model_copy(update={"max_tokens": 16}), ["a"], progress=False)
+
+
 def test_rescore_rechecks_stored_answers(tmp_path, monkeypatch):
     """A checker fix applies to finished answers: --rescore re-checks them without generating."""
     items = [EvalItem(id="q0", prompt="p", reference="4", checker="gsm8k")]
