@@ -22,7 +22,7 @@ from ..text_align import REPLACEMENT_CHAR
 from .client import CompletionsClient
 from .config import RemoteMemberConfig
 from .errors import RemoteConfigError, RemoteMemberError, RemotePromptError, RemoteProtocolError
-from .offsets import EchoedPrompt, candidate_token_indices, echoed_prompt, generated_per_choice, mean_logprob
+from .offsets import EchoedPrompt, candidate_token_indices, echoed_prompt, generated_per_choice, candidate_logprob
 from ..tokenizer_view import TokenizerView
 from .tokens import load_tokenizer
 
@@ -186,7 +186,7 @@ class RemoteSession(TextSession):
         self.counters.forward_calls += calls
         for index, echo, length, special in zip(wanted, echoed, lengths, specials):
             picked = candidate_token_indices(echo, length, special)
-            scores[index] = mean_logprob(echo, picked, statistic)
+            scores[index] = candidate_logprob(echo, picked, statistic)
             self.counters.verified_tokens += len(picked)
         return scores
 

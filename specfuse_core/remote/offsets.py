@@ -77,7 +77,7 @@ def candidate_token_indices(echo: EchoedPrompt, text_length: int, ends_with_spec
     return picked[::-1] + tail
 
 
-def mean_logprob(echo: EchoedPrompt, indices: Sequence[int], statistic: TokenStatistic = "mean") -> float:
+def candidate_logprob(echo: EchoedPrompt, indices: Sequence[int], statistic: TokenStatistic = "mean") -> float:
     """Mean (or minimum) log-probability of the chosen tokens (the echo's first token has none: it is
     never a candidate token, since a prompt precedes every candidate)."""
     if not indices:

@@ -19,7 +19,7 @@ from specfuse_core.remote import (
 from specfuse_core.remote.client import CompletionsClient
 from specfuse_core.remote.errors import RemoteProtocolError
 from specfuse_core.remote.launch import free_port
-from specfuse_core.remote.offsets import candidate_token_indices, echoed_prompt, generated_per_choice, mean_logprob
+from specfuse_core.remote.offsets import candidate_token_indices, echoed_prompt, generated_per_choice, candidate_logprob
 
 
 def _echo(pieces: list[str], logprobs: list[float | None] | None = None) -> dict:
@@ -37,8 +37,8 @@ def test_unfinished_candidate_takes_the_trailing_tokens_that_spell_it():
     pieces = ["<s>", "User", ":", " hi", "\n", "Hello", " wor", "ld"]
     echo = echoed_prompt(_echo(pieces), generated=0)
     assert candidate_token_indices(echo, len(" world"), ends_with_special=False) == [6, 7]
-    assert mean_logprob(echo, [6, 7]) == pytest.approx((-6 - 7) / 2)
-    assert mean_logprob(echo, [6, 7], "min") == pytest.approx(-7)
+    assert candidate_logprob(echo, [6, 7]) == pytest.approx((-6 - 7) / 2)
+    assert candidate_logprob(echo, [6, 7], "min") == pytest.approx(-7)
 
 
 def test_generated_token_is_dropped_and_anchors_the_prompt_end():
@@ -77,9 +77,9 @@ def test_protocol_violations_are_named_errors():
         echoed_prompt({"tokens": ["a"], "text_offset": [0, 1], "token_logprobs": [None]}, generated=0)
     echo = echoed_prompt(_echo(["a", "b"], [None, None]), generated=0)
     with pytest.raises(RemoteProtocolError, match="missing or non-finite"):
-        mean_logprob(echo, [1])
+        candidate_logprob(echo, [1])
     with pytest.raises(RemoteProtocolError, match="no echoed token"):
-        mean_logprob(echo, [])
+        candidate_logprob(echo, [])
 
 
 def test_generated_counts_from_usage():
