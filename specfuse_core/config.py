@@ -71,6 +71,13 @@ class EnsembleConfig(BaseModel):
         description="What the second opinion compares with gate_check_threshold: the checker's 'mean' token log-prob of "
         "the lead's segment, or its 'min' (the one token it finds least likely, such as a wrong name in a fluent sentence).",
     )
+    gate_check_rounds: int | None = Field(
+        None,
+        ge=1,
+        description="The second opinion runs only in a response's first this many rounds, where a short answer's "
+        "content is decided; later confident segments are accepted on the lead's confidence alone (bounds the check's "
+        "cost on long answers). None: every round.",
+    )
     lead_member: str | None = Field(None, description="The member that drafts alone under gating; default: the highest member_weights, else the first.")
     counting_member: str | None = Field(
         None,

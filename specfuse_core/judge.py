@@ -133,10 +133,12 @@ class Judge:
         threshold = self.config.gate_threshold
         return draft is not None and draft.mean_logprob is not None and threshold is not None and draft.mean_logprob >= threshold
 
-    def second_opinion(self, lead: str, verifiers: Sequence[str]) -> str | None:
-        """Who checks a confident lead (``gate_check_threshold``): the most trusted verifier besides it."""
+    def second_opinion(self, lead: str, verifiers: Sequence[str], round_number: int) -> str | None:
+        """Who checks a confident lead (``gate_check_threshold``): the most trusted verifier besides it;
+        nobody after the first ``gate_check_rounds`` rounds."""
         others = [n for n in verifiers if n != lead]
-        if self.config.gate_check_threshold is None or not others:
+        window = self.config.gate_check_rounds
+        if self.config.gate_check_threshold is None or not others or (window is not None and round_number > window):
             return None
         return max(others, key=lambda n: self.config.member_weights.get(n, 1.0))
 

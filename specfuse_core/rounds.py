@@ -277,7 +277,7 @@ class EnsembleRequest:
         """The checking member's mean (or, by ``gate_check_statistic``, minimum) token log-prob of the
         lead's confident segment (``gate_check_threshold``); None when there is no check (off, nobody
         to ask, nothing drafted, or the checker failed)."""
-        checker = self.judge.second_opinion(lead, self._verifiers())
+        checker = self.judge.second_opinion(lead, self._verifiers(), self.rounds)
         if checker is None or not (draft.text or draft.finished):
             return None
         candidate = self.judge.scoring_candidates([Candidate(draft.text, draft.finished)])

@@ -77,6 +77,19 @@ def test_a_second_opinion_that_never_agrees_is_the_full_ensemble(trio):
     assert checked.text == plain.text
 
 
+def test_a_windowed_second_opinion_checks_only_the_first_rounds(trio):
+    """``gate_check_rounds``: the never-agreeing check sends its window's rounds to the vote; after
+    it the lead's confident segments go through unchecked, with no scoring pass."""
+    config = EnsembleConfig(
+        max_new_tokens=48, segment_tokens=6, gate_threshold=-1e9, gate_check_threshold=0.0, gate_check_rounds=2, lead_member="qwen2"
+    )
+    result = SpecFuse(trio, config).generate(QUESTION)
+    rounds = result.trace.rounds
+    assert len(rounds) >= 4
+    assert all(r.gate_check and not r.gated for r in rounds[:2])
+    assert all(not r.gate_check and r.gated and r.active_members == ["qwen2"] for r in rounds[2:])
+
+
 def test_the_min_statistic_checks_the_least_likely_token(trio):
     """With ``gate_check_statistic="min"`` the check records the checker's lowest token log-prob of the
     same segments: at or below their mean, strictly below where the segment's tokens differ."""

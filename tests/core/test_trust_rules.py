@@ -103,13 +103,24 @@ def test_the_second_opinion_is_the_most_trusted_other_verifier():
 
     config = EnsembleConfig(gate_threshold=-1.0, gate_check_threshold=-2.0, member_weights={"a": 1.0, "b": 0.8, "c": 0.3})
     judge = Judge(config, HedgeWeights(["a", "b", "c"], 1.0, config.member_weights), ["a", "b", "c"], "")
-    assert judge.second_opinion("a", ["a", "b", "c"]) == "b"
-    assert judge.second_opinion("b", ["a", "b", "c"]) == "a"
-    assert judge.second_opinion("a", ["a"]) is None  # nobody else to ask
+    assert judge.second_opinion("a", ["a", "b", "c"], 1) == "b"
+    assert judge.second_opinion("b", ["a", "b", "c"], 1) == "a"
+    assert judge.second_opinion("a", ["a"], 1) is None  # nobody else to ask
+    assert judge.second_opinion("a", ["a", "b", "c"], 500) == "b"  # no window: every round
     assert judge.seconded(-1.99) and judge.seconded(-2.0) and not judge.seconded(-2.01)
     assert judge.seconded(None)  # no check (failed checker): the lead's confidence stands
     off = Judge(EnsembleConfig(gate_threshold=-1.0), HedgeWeights(["a", "b"], 1.0, {}), ["a", "b"], "")
-    assert off.second_opinion("a", ["a", "b"]) is None and off.seconded(-50.0)
+    assert off.second_opinion("a", ["a", "b"], 1) is None and off.seconded(-50.0)
+
+
+def test_the_second_opinion_runs_only_in_its_window_of_first_rounds():
+    from specfuse_core.judge import Judge
+
+    config = EnsembleConfig(gate_threshold=-1.0, gate_check_threshold=-2.0, gate_check_rounds=4)
+    judge = Judge(config, HedgeWeights(["a", "b"], 1.0, {}), ["a", "b"], "")
+    assert [judge.second_opinion("a", ["a", "b"], n) for n in (1, 4, 5, 40)] == ["b", "b", None, None]
+    with pytest.raises(ValidationError):
+        EnsembleConfig(gate_check_rounds=0)
 
 
 def test_the_tiny_preset_asks_for_a_second_opinion_by_the_least_likely_token():
