@@ -33,7 +33,7 @@ class CalibrationFileError(SpecFuseError, ValueError):
 
 
 # settings that only mean something with another one: filled from a calibration only together with it
-QUALIFIED_BY = {"gate_check_statistic": "gate_check_threshold"}
+QUALIFIED_BY = {"gate_check_statistic": "gate_check_threshold", "gate_check_rounds": "gate_check_threshold"}
 
 
 class Calibration(BaseModel):
@@ -80,8 +80,8 @@ class Calibration(BaseModel):
     def apply(self, config: EnsembleConfig) -> EnsembleConfig:
         """``config`` with this calibration: trust settings where the config leaves them empty, other
         settings where it leaves them at the library default (validated). A setting that qualifies
-        another (the second opinion's statistic qualifies its threshold) is filled only together with
-        it, so a request's own threshold keeps the statistic it was chosen for."""
+        another (the second opinion's statistic and window qualify its threshold) is filled only together
+        with it, so a request's own threshold keeps the statistic and window it was chosen for."""
         fill = {k: v for k, v in self.config_fields().items() if not getattr(config, k)}
         defaults = EnsembleConfig()
         settings = {k: v for k, v in self.settings.items() if getattr(config, k) == getattr(defaults, k)}

@@ -123,6 +123,14 @@ def test_the_second_opinion_runs_only_in_its_window_of_first_rounds():
         EnsembleConfig(gate_check_rounds=0)
 
 
+def test_a_calibrations_check_window_comes_only_with_its_threshold():
+    calibration = Calibration(member_weights={"a": 1.0}, settings={"gate_check_threshold": -4.0, "gate_check_rounds": 4})
+    assert calibration.apply(EnsembleConfig()).gate_check_rounds == 4
+    own = calibration.apply(EnsembleConfig(gate_check_threshold=-2.0))
+    assert (own.gate_check_threshold, own.gate_check_rounds) == (-2.0, None)
+    assert calibration.apply(EnsembleConfig(gate_check_rounds=9)).gate_check_rounds == 9
+
+
 def test_the_tiny_preset_asks_for_a_second_opinion_by_the_least_likely_token():
     """The shipped calibration turns the check on (docs/evaluation.md); a request's own threshold wins
     and keeps its own statistic (a mean threshold is never compared with a minimum)."""
