@@ -32,6 +32,9 @@ class CalibrationFileError(SpecFuseError, ValueError):
     """A calibration file that is missing, not JSON, or not a calibration."""
 
 
+# the fields config_fields() writes (the rest of a recorded calibration is its settings)
+TRUST_FIELDS = ("member_weights", "roles", "lead_member", "gate_threshold")
+
 # settings that only mean something with another one: filled from a calibration only together with it
 QUALIFIED_BY = {"gate_check_statistic": "gate_check_threshold", "gate_check_rounds": "gate_check_threshold"}
 

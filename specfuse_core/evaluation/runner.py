@@ -12,9 +12,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 from tqdm import tqdm
 
+from ..calibration import TRUST_FIELDS, Calibration
+from ..config import EnsembleConfig
 from ..engine import SpecFuse
 from .checkers import CheckResult, check_last_number, text_checker
 from .copying import copies_prompt, restates_prompt
@@ -145,12 +147,30 @@ def _rewrite(path: Path, records: list[ItemRecord]) -> None:
 ENSEMBLE_ONLY_SETTINGS = {"variants", "calibration"}
 
 
+def _comparable(settings: EvalSettings, members_only: bool) -> dict[str, Any]:
+    """What must match for a run to resume. Ensemble modes compare the settings they run with, the
+    overrides and the calibration resolved together, so a run resumes however the same values were
+    given (``--set gate_check_rounds=4`` before a preset's calibration shipped it, for example)."""
+    if members_only:
+        return settings.model_dump(exclude=ENSEMBLE_ONLY_SETTINGS)
+    data = settings.model_dump(exclude={"config", "calibration"})
+    try:
+        config = EnsembleConfig(**settings.config)
+        if settings.calibration is not None:
+            recorded = dict(settings.calibration)
+            trust = {key: recorded.pop(key) for key in TRUST_FIELDS if key in recorded}
+            config = Calibration(**trust, settings=recorded).apply(config)
+    except (ValidationError, TypeError, AttributeError):  # settings of another version: compare them as written
+        return settings.model_dump()
+    data["ensemble"] = config.model_dump(mode="json")
+    return data
+
+
 def _check_settings(out: Path, settings: EvalSettings, members_only: bool = False) -> None:
     path = out / SETTINGS_FILE
     if path.is_file():
         previous = EvalSettings.model_validate_json(path.read_text(encoding="utf-8"))
-        ignored = ENSEMBLE_ONLY_SETTINGS if members_only else set()
-        if previous.model_dump(exclude=ignored) != settings.model_dump(exclude=ignored):
+        if _comparable(previous, members_only) != _comparable(settings, members_only):
             raise SettingsMismatchError(
                 f"{out} holds results of a run with other settings ({previous.model_dump()}); "
                 f"use another --out, or the same settings to resume"

@@ -142,6 +142,20 @@ def test_members_alone_resume_under_other_ensemble_settings(tmp_path, monkeypatc
         runner.run_evaluation(_fake_ensemble(), items, tmp_path, first.model_copy(update={"max_tokens": 16}), ["a"], progress=False)
 
 
+def test_a_run_resumes_when_its_settings_arrive_another_way(tmp_path):
+    """An override that a calibration later ships gives the same ensemble settings: the run resumes;
+    another value still refuses."""
+    trust = {"member_weights": {"a": 1.0}, "gate_threshold": -0.7, "gate_check_threshold": -4.0}
+    by_override = runner.EvalSettings(dataset="gsm8k", max_tokens=8, config={"gate_check_rounds": 4})
+    runner._check_settings(tmp_path, by_override.model_copy(update={"calibration": trust}))
+    shipped = runner.EvalSettings(dataset="gsm8k", max_tokens=8, calibration={**trust, "gate_check_rounds": 4})
+    runner._check_settings(tmp_path, shipped)  # resumes
+    with pytest.raises(runner.SettingsMismatchError, match="another --out"):
+        runner._check_settings(tmp_path, shipped.model_copy(update={"calibration": {**trust, "gate_check_rounds": 5}}))
+    with pytest.raises(runner.SettingsMismatchError):  # without the window at all
+        runner._check_settings(tmp_path, shipped.model_copy(update={"calibration": trust}))
+
+
 def test_rescore_rechecks_stored_answers(tmp_path, monkeypatch):
     """A checker fix applies to finished answers: --rescore re-checks them without generating."""
     items = [EvalItem(id="q0", prompt="p", reference="4", checker="gsm8k")]
