@@ -132,16 +132,17 @@ def test_a_calibrations_check_window_comes_only_with_its_threshold():
 
 
 def test_the_tiny_preset_asks_for_a_second_opinion_by_the_least_likely_token():
-    """The shipped calibration turns the check on (docs/evaluation.md); a request's own threshold wins
-    and keeps its own statistic (a mean threshold is never compared with a minimum)."""
+    """The shipped calibration turns the check on for a response's first 4 rounds (docs/evaluation.md);
+    a request's own threshold wins and keeps its own statistic (a mean threshold is never compared
+    with a minimum) and window."""
     from specfuse_core.backend import token_statistic
     from specfuse_core.presets import preset_calibration
 
     calibration = preset_calibration("tiny")
     config = calibration.apply(EnsembleConfig())
-    assert (config.gate_check_threshold, config.gate_check_statistic) == (-4.0, "min")
+    assert (config.gate_check_threshold, config.gate_check_statistic, config.gate_check_rounds) == (-4.0, "min", 4)
     own = calibration.apply(EnsembleConfig(gate_check_threshold=-2.0))
-    assert (own.gate_check_threshold, own.gate_check_statistic) == (-2.0, "mean")
+    assert (own.gate_check_threshold, own.gate_check_statistic, own.gate_check_rounds) == (-2.0, "mean", None)
     lowest = calibration.apply(EnsembleConfig(gate_check_threshold=-6.0, gate_check_statistic="min"))
     assert (lowest.gate_check_threshold, lowest.gate_check_statistic) == (-6.0, "min")
     assert token_statistic([-0.1, -5.0, -0.2], "min") == -5.0
