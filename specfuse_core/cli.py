@@ -59,6 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--out", type=Path, required=True, help="folder for summary.json, report.md and the plot")
     compare.add_argument("--rename", action="append", default=[], metavar="[RUN:]MODE=NEW", help="rename a mode (repeatable), e.g. dev-base:ensemble=uncalibrated")
     compare.add_argument("--data-dir", type=Path, default=None, help="folder of the public set, for gsm8k/ifeval runs")
+    compare.add_argument("--common-only", action="store_true", help="only the items every mode finished (runs stopped at different points)")
+    compare.add_argument("--exclude", action="append", default=[], metavar="[RUN:]MODE", help="leave a mode out (repeatable), e.g. ifeval-final:ensemble")
     serve = commands.add_parser("serve", help="serve the ensemble over an OpenAI-compatible HTTP API (docs/serving.md)")
     add_serve_arguments(serve)
     return parser
@@ -78,7 +80,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .evaluation.compare import compare_runs
 
         try:
-            compare_runs(args.runs, args.out, args.rename, args.data_dir, command="specfuse " + " ".join(sys.argv[1:] if argv is None else argv))
+            command = "specfuse " + " ".join(sys.argv[1:] if argv is None else argv)
+            compare_runs(args.runs, args.out, args.rename, args.data_dir, command=command, common_only=args.common_only, exclude=args.exclude)
         except (SpecFuseError, ValueError) as error:
             err.print(f"error: {error}", markup=False)
             return 2

@@ -24,10 +24,30 @@ def _rename_map(pairs: list[str]) -> dict[str, str]:
     return renames
 
 
-def compare_runs(runs: list[Path], out: Path, renames: list[str] | None = None, data_dir: Path | None = None, command: str | None = None) -> dict[str, Any]:
+def common_records(records: list[ItemRecord]) -> list[ItemRecord]:
+    """Only the items every mode finished: runs stopped at different points compare on the same items
+    (every column, costs included, not only the accuracy)."""
+    by_mode: dict[str, set[str]] = {}
+    for record in records:
+        by_mode.setdefault(record.mode, set()).add(record.item_id)
+    common = set.intersection(*by_mode.values()) if by_mode else set()
+    return [r for r in records if r.item_id in common]
+
+
+def compare_runs(
+    runs: list[Path],
+    out: Path,
+    renames: list[str] | None = None,
+    data_dir: Path | None = None,
+    command: str | None = None,
+    common_only: bool = False,
+    exclude: list[str] | None = None,
+) -> dict[str, Any]:
     """Merge the runs' records (modes renamed ``MODE=NEW`` or ``RUN:MODE=NEW``), re-check them, write
-    summary.json, report.md and the plot into ``out``. Raises ValueError on mixed datasets or clashing modes."""
+    summary.json, report.md and the plot into ``out``; ``common_only``: on the items every mode
+    finished; ``exclude``: modes left out, as ``MODE`` or ``RUN:MODE`` (names before renaming). Raises ValueError on mixed datasets, clashing modes, or no item in common."""
     rename = _rename_map(renames or [])
+    excluded = set(exclude or [])
     merged: list[ItemRecord] = []
     sources: dict[str, dict[str, Any]] = {}
     dataset = None
@@ -42,6 +62,8 @@ def compare_runs(runs: list[Path], out: Path, renames: list[str] | None = None, 
         dataset = settings.dataset
         members = members or settings.members
         for record in read_records(run / RESULTS_FILE):
+            if record.mode in excluded or f"{run.name}:{record.mode}" in excluded:
+                continue
             name = rename.get(f"{run.name}:{record.mode}", rename.get(record.mode, record.mode))
             if name in sources and sources[name]["run"] != str(run):
                 raise ValueError(f"mode {name!r} is in both {sources[name]['run']} and {run}; rename one with --rename {run.name}:{record.mode}=NEW")
@@ -49,10 +71,14 @@ def compare_runs(runs: list[Path], out: Path, renames: list[str] | None = None, 
             merged.append(record.model_copy(update={"mode": name}))
     if dataset is None:
         raise ValueError("give at least one run folder")
+    if common_only:
+        merged = common_records(merged)
+        if not merged:
+            raise ValueError("no item was finished by every mode: nothing to compare with --common-only")
     items = load_dataset(dataset, data_dir)
     merged = rescore(merged, items)
     out.mkdir(parents=True, exist_ok=True)
-    meta = {"settings": {"dataset": dataset, "members": members}, "modes": list(sources), "sources": sources, "command": command}
+    meta = {"settings": {"dataset": dataset, "members": members}, "modes": list(sources), "sources": sources, "command": command, "common_only": common_only}
     return write_report(out, merged, meta)
 
 

@@ -136,7 +136,7 @@ def markdown_table(summary: dict[str, dict[str, Any]]) -> str:
             header += ["lost to a member", "won where none did"]
         if ifeval:
             header += ["prompt strict", "prompt loose", "instr. strict", "instr. loose"]
-        header += ["fwd calls/item", "wall s/item", "rounds/item", "tokens/item", "active members", "win share"]
+        header += ["fwd calls/item", "wall s/item", "rounds/item", "tokens/item", "cut by the cap", "active members", "win share"]
         lines += [f"### {dataset} (items finished by every mode: {data['common_items']})", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         for mode, s in modes.items():
             row = [mode, str(s["items"]), f"{100 * s['accuracy']:.1f}%"]
@@ -155,6 +155,7 @@ def markdown_table(summary: dict[str, dict[str, Any]]) -> str:
                 f"{s['wall_seconds_per_item']:.1f}",
                 f"{s['rounds_per_item']:.1f}",
                 f"{s['completion_tokens_per_item']:.1f}",
+                str(s["finish_reasons"].get("length", 0)),
                 f"{s['mean_active_members']:.2f}",
                 share,
             ]

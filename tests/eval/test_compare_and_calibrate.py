@@ -34,6 +34,26 @@ def test_compare_rechecks_and_renames(tmp_path):
     assert summary["uncalibrated"]["versus_members"] == {"items": 2, "lost_to_a_member": 1, "won_where_no_member": 1, "oracle_correct": 1}
 
 
+def test_compare_on_common_items_only(tmp_path, capsys):
+    """A run stopped early: --common-only counts every mode on the items all of them finished;
+    --exclude leaves a mode out of the comparison."""
+    members = _run(tmp_path / "members", {"a": {"fact-00": True, "fact-01": True, "fact-02": False}, "b": {"fact-00": False, "fact-01": True, "fact-02": True}})
+    early = _run(tmp_path / "early", {"ensemble": {"fact-00": True}})
+    assert main(["compare", str(members), str(early), "--common-only", "--out", str(tmp_path / "cmp")]) == 0
+    modes = json.loads((tmp_path / "cmp" / "summary.json").read_text())["results"]["dev"]["modes"]
+    assert {name: (m["items"], m["correct"]) for name, m in modes.items()} == {"a": (1, 1), "b": (1, 0), "ensemble": (1, 1)}
+    assert main(["compare", str(members), str(early), "--out", str(tmp_path / "all")]) == 0  # without it: every item
+    modes = json.loads((tmp_path / "all" / "summary.json").read_text())["results"]["dev"]["modes"]
+    assert modes["a"]["items"] == 3
+    assert main(["compare", str(members), str(early), "--common-only", "--exclude", "early:ensemble", "--out", str(tmp_path / "m")]) == 0
+    modes = json.loads((tmp_path / "m" / "summary.json").read_text())["results"]["dev"]["modes"]
+    assert set(modes) == {"a", "b"} and modes["a"]["items"] == 3  # the early run left out
+    none = _run(tmp_path / "none", {"ensemble": {"fact-02": True}})
+    lone = _run(tmp_path / "lone", {"a": {"fact-00": True}})
+    assert main(["compare", str(lone), str(none), "--common-only", "--out", str(tmp_path / "x")]) == 2
+    assert "no item was finished by every mode" in capsys.readouterr().err
+
+
 def test_compare_refuses_clashing_modes(tmp_path, capsys):
     one = _run(tmp_path / "one", {"ensemble": {"fact-00": True}})
     two = _run(tmp_path / "two", {"ensemble": {"fact-00": True}})
