@@ -73,12 +73,9 @@ class Calibration(BaseModel):
 
     def config_fields(self) -> dict[str, Any]:
         """The EnsembleConfig fields this calibration sets."""
-        fields: dict[str, Any] = {"member_weights": dict(self.member_weights), "roles": dict(self.roles)}
-        if self.lead_member is not None:
-            fields["lead_member"] = self.lead_member
-        if self.gate_threshold is not None:
-            fields["gate_threshold"] = self.gate_threshold
-        return fields
+        fields: dict[str, Any] = {name: getattr(self, name) for name in TRUST_FIELDS}
+        fields["member_weights"], fields["roles"] = dict(self.member_weights), dict(self.roles)
+        return {name: value for name, value in fields.items() if value is not None}
 
     def apply(self, config: EnsembleConfig) -> EnsembleConfig:
         """``config`` with this calibration: trust settings where the config leaves them empty, other

@@ -81,7 +81,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         try:
             command = "specfuse " + " ".join(sys.argv[1:] if argv is None else argv)
-            compare_runs(args.runs, args.out, args.rename, args.data_dir, command=command, common_only=args.common_only, exclude=args.exclude)
+            compare_runs(
+                args.runs, args.out, args.rename, args.data_dir, command=command, common_only=args.common_only, exclude=args.exclude
+            )
         except (SpecFuseError, ValueError) as error:
             err.print(f"error: {error}", markup=False)
             return 2

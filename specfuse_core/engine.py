@@ -63,6 +63,7 @@ class SpecFuse:
         config = config or EnsembleConfig()
         # the trust fields the calibration (not the caller) set: a router may re-fit these per prompt
         self._calibrated_fields = {k for k in self.calibration.config_fields() if not getattr(config, k)} if self.calibration else set()
+        self._own_config = config  # before the calibration: each request is calibrated from what it sets itself
         self.config = self._calibrated(config)
         # rounds of concurrent requests run together, in arrival order (docs/reliability.md)
         self._rounds = RoundScheduler(self.config.max_batch_requests, share_drafts)
@@ -101,7 +102,8 @@ class SpecFuse:
         routed = self._calibrated_fields & {"member_weights", "roles", "lead_member"}
         if self.calibration is None or self.calibration.router is None or not routed:
             return config
-        if any(getattr(config, k) != getattr(self.config, k) for k in routed):
+        # unset (an adapter's request config) or the set-wide calibrated value: the request chose no trust of its own
+        if any(getattr(config, k) and getattr(config, k) != getattr(self.config, k) for k in routed):
             return config
         question = next((str(m["content"]) for m in reversed(conversation) if m["role"] == "user"), "")
         local = self.calibration.for_prompt(question)
@@ -176,7 +178,7 @@ class SpecFuse:
         function schemas or pydantic classes) with ``tool_choice`` (``auto``, ``required``, ``none``, a
         tool name) and ``parallel_tool_calls`` (default: one call per answer) constrain every member's drafts (docs/structured_output.md); the result then carries
         ``parsed`` or ``tool_calls``, or the request fails with ``StructuredOutputError``."""
-        config = (config or self.config).with_overrides(**overrides)
+        config = (config or self._own_config).with_overrides(**overrides)
         output = OutputSpec.build(response_format, tools, tool_choice, parallel_tool_calls=parallel_tool_calls)
         conversation = normalize_conversation(messages)
         config = self._calibrated(self._routed(config, conversation))

@@ -43,11 +43,12 @@ def compare_runs(
     common_only: bool = False,
     exclude: list[str] | None = None,
 ) -> dict[str, Any]:
-    """Merge the runs' records (modes renamed ``MODE=NEW`` or ``RUN:MODE=NEW``), re-check them, write
-    summary.json, report.md and the plot into ``out``; ``common_only``: on the items every mode
+    """Merge the runs' records (modes renamed ``MODE=NEW`` or ``RUN:MODE=NEW``), re-check them, and
+    write summary.json, report.md and the plot into ``out``. ``common_only``: on the items every mode
     finished; ``exclude``: modes left out, as ``MODE`` or ``RUN:MODE`` (names before renaming). Raises ValueError on mixed datasets, clashing modes, or no item in common."""
     rename = _rename_map(renames or [])
     excluded = set(exclude or [])
+    seen: set[str] = set()
     merged: list[ItemRecord] = []
     sources: dict[str, dict[str, Any]] = {}
     dataset = None
@@ -62,7 +63,9 @@ def compare_runs(
         dataset = settings.dataset
         members = members or settings.members
         for record in read_records(run / RESULTS_FILE):
-            if record.mode in excluded or f"{run.name}:{record.mode}" in excluded:
+            qualified = f"{run.name}:{record.mode}"
+            seen.update((record.mode, qualified))
+            if record.mode in excluded or qualified in excluded:
                 continue
             name = rename.get(f"{run.name}:{record.mode}", rename.get(record.mode, record.mode))
             if name in sources and sources[name]["run"] != str(run):
@@ -71,6 +74,9 @@ def compare_runs(
             merged.append(record.model_copy(update={"mode": name}))
     if dataset is None:
         raise ValueError("give at least one run folder")
+    unused = sorted(excluded - seen)
+    if unused:
+        raise ValueError(f"--exclude names no mode of these runs: {', '.join(unused)} (use MODE or RUN_DIR_NAME:MODE)")
     if common_only:
         merged = common_records(merged)
         if not merged:

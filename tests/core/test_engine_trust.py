@@ -79,7 +79,7 @@ def test_a_second_opinion_that_never_agrees_is_the_full_ensemble(trio):
 
 def test_a_windowed_second_opinion_checks_only_the_first_rounds(trio):
     """``gate_check_rounds``: the never-agreeing check sends its window's rounds to the vote; after
-    it the lead's confident segments go through unchecked, with no scoring pass."""
+    it the lead's confident segments go through unchecked (no check recorded, the lead alone)."""
     config = EnsembleConfig(
         max_new_tokens=48, segment_tokens=6, gate_threshold=-1e9, gate_check_threshold=0.0, gate_check_rounds=2, lead_member="qwen2"
     )
@@ -167,3 +167,44 @@ def test_a_routing_calibration_picks_the_lead_per_prompt_and_explicit_settings_w
     assert leads(explicit) == {("qwen2",)}  # a caller's own setting is never re-fitted
     regated = ensemble.generate("Add 40 and 43, then answer with the number.", gate_threshold=-1e8)
     assert leads(regated) == {("llama",)}  # another setting of the request does not switch routing off
+
+
+def _routing_calibration(**settings):
+    """Word problems: llama is right; one-word questions: qwen2 is right (a router over 20 prompts)."""
+    from specfuse_core.calibration import Calibration
+    from specfuse_core.routing import PromptRouter, RoutedItem
+
+    sums = [f"Tom has {n} apples and buys {n + 4} more. How many apples does Tom have now?" for n in range(3, 13)]
+    words = [f"Answer with one word only: what colour is {t}?" for t in ("grass", "snow", "coal", "a lemon", "blood", "milk", "ink", "a plum", "the sky", "an orange")]
+    items = [RoutedItem(prompt=p, correct={"llama": True, "qwen2": False, "gemma3": False}) for p in sums]
+    items += [RoutedItem(prompt=p, correct={"llama": False, "qwen2": True, "gemma3": False}) for p in words]
+    return Calibration(
+        member_weights={"llama": 0.8, "qwen2": 1.0, "gemma3": 0.3}, roles={"gemma3": "verify"}, lead_member="qwen2",
+        gate_threshold=-0.7, items=20, router=PromptRouter(items=items, neighbours=5), settings=settings,
+    )
+
+
+SUM_QUESTION = [{"role": "user", "content": "Ann has 30 pears and buys 9 more. How many pears does Ann have now?"}]
+
+
+def test_adapter_request_configs_are_routed_like_the_engines_own(trio):
+    """The adapters send a whole request config built on the library defaults: the router still
+    picks the lead for the prompt, as for a plain ``start``; a request's own lead is kept."""
+    from specfuse_core import integration
+
+    ensemble = SpecFuse(trio, calibration=_routing_calibration())
+    assert ensemble.config.lead_member == "qwen2"  # set-wide
+    assert ensemble.start(SUM_QUESTION).config.lead_member == "llama"
+    assert ensemble.start(SUM_QUESTION, integration.request_config({"max_new_tokens": 8})).config.lead_member == "llama"
+    assert ensemble.start(SUM_QUESTION, ensemble.config).config.lead_member == "llama"  # the set-wide values count as unset
+    assert ensemble.start(SUM_QUESTION, lead_member="gemma3").config.lead_member == "gemma3"
+
+
+def test_a_requests_own_check_threshold_keeps_its_own_statistic_and_window(trio):
+    """Per-request overrides are calibrated like a whole config: a calibration's check statistic and
+    window come only with its own threshold."""
+    ensemble = SpecFuse(trio, calibration=_routing_calibration(gate_check_threshold=-4.0, gate_check_statistic="min", gate_check_rounds=4))
+    shipped = ensemble.start(QUESTION).config
+    assert (shipped.gate_check_threshold, shipped.gate_check_statistic, shipped.gate_check_rounds) == (-4.0, "min", 4)
+    own = ensemble.start(QUESTION, gate_check_threshold=-2.0).config
+    assert (own.gate_check_threshold, own.gate_check_statistic, own.gate_check_rounds) == (-2.0, "mean", None)

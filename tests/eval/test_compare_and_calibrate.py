@@ -48,6 +48,10 @@ def test_compare_on_common_items_only(tmp_path, capsys):
     assert main(["compare", str(members), str(early), "--common-only", "--exclude", "early:ensemble", "--out", str(tmp_path / "m")]) == 0
     modes = json.loads((tmp_path / "m" / "summary.json").read_text())["results"]["dev"]["modes"]
     assert set(modes) == {"a", "b"} and modes["a"]["items"] == 3  # the early run left out
+    assert main(["compare", str(members), "--exclude", "b", "--out", str(tmp_path / "b")]) == 0  # a mode of any run
+    assert set(json.loads((tmp_path / "b" / "summary.json").read_text())["results"]["dev"]["modes"]) == {"a"}
+    assert main(["compare", str(members), "--exclude", "early:ensmble", "--out", str(tmp_path / "typo")]) == 2
+    assert "names no mode" in capsys.readouterr().err
     none = _run(tmp_path / "none", {"ensemble": {"fact-02": True}})
     lone = _run(tmp_path / "lone", {"a": {"fact-00": True}})
     assert main(["compare", str(lone), str(none), "--common-only", "--out", str(tmp_path / "x")]) == 2
