@@ -45,7 +45,8 @@ def compare_runs(
 ) -> dict[str, Any]:
     """Merge the runs' records (modes renamed ``MODE=NEW`` or ``RUN:MODE=NEW``), re-check them, and
     write summary.json, report.md and the plot into ``out``. ``common_only``: on the items every mode
-    finished; ``exclude``: modes left out, as ``MODE`` or ``RUN:MODE`` (names before renaming). Raises ValueError on mixed datasets, clashing modes, or no item in common."""
+    finished; ``exclude``: modes left out, as ``MODE`` or ``RUN:MODE`` (names before renaming).
+    Raises ValueError on mixed datasets, clashing modes, an unknown excluded mode, or no item in common."""
     rename = _rename_map(renames or [])
     excluded = set(exclude or [])
     seen: set[str] = set()
@@ -67,7 +68,7 @@ def compare_runs(
             seen.update((record.mode, qualified))
             if record.mode in excluded or qualified in excluded:
                 continue
-            name = rename.get(f"{run.name}:{record.mode}", rename.get(record.mode, record.mode))
+            name = rename.get(qualified, rename.get(record.mode, record.mode))
             if name in sources and sources[name]["run"] != str(run):
                 raise ValueError(f"mode {name!r} is in both {sources[name]['run']} and {run}; rename one with --rename {run.name}:{record.mode}=NEW")
             sources.setdefault(name, {"run": str(run), "mode": record.mode, "settings": settings.model_dump()})
