@@ -22,7 +22,7 @@ from ..text_align import REPLACEMENT_CHAR
 from .client import CompletionsClient
 from .config import RemoteMemberConfig
 from .errors import RemoteConfigError, RemoteMemberError, RemotePromptError, RemoteProtocolError
-from .offsets import EchoedPrompt, candidate_token_indices, echoed_prompt, generated_per_choice, candidate_logprob
+from .offsets import EchoedPrompt, candidate_logprob, candidate_token_indices, echoed_prompt, generated_per_choice
 from ..tokenizer_view import TokenizerView
 from .tokens import load_tokenizer
 
