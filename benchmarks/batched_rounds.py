@@ -59,7 +59,21 @@ def timed_stream(ensemble: SpecFuse, prompt: str, tokens: int, out: dict, start:
         stamps.append(time.perf_counter() - start)
     result = stream.result()
     out.update(text=result.text, tokens=result.usage.completion_tokens, stamps=stamps,
-               shared=sum(u.shared_forward_calls for u in result.usage.members.values()))
+               shared=sum(u.shared_forward_calls for u in result.usage.members.values()),
+               draft_s=sum(r.draft_seconds for r in result.trace.rounds),
+               verify_s=sum(r.verify_seconds for r in result.trace.rounds), rounds=len(result.trace.rounds))
+
+
+def time_split(runs: list[dict], before: dict, after: dict, wall: float) -> dict:
+    """Where the wall time of a phase went: shared drafting before the rounds, and inside the requests'
+    own rounds their (unshared) drafting, their scoring, and the rest (accepting, judging, bookkeeping)."""
+    shared = after["prepare_seconds"] - before["prepare_seconds"]
+    steps = after["step_seconds"] - before["step_seconds"]
+    draft = sum(r["draft_s"] for r in runs)
+    verify = sum(r["verify_s"] for r in runs)
+    return {"rounds": sum(r["rounds"] for r in runs), "shared_drafting_s": round(shared, 2),
+            "round_drafting_s": round(draft, 2), "scoring_s": round(verify, 2),
+            "rest_of_rounds_s": round(steps - draft - verify, 2), "outside_rounds_s": round(wall - shared - steps, 2)}
 
 
 def latency(run: dict, start: float) -> tuple[float, float]:
@@ -67,6 +81,12 @@ def latency(run: dict, start: float) -> tuple[float, float]:
     first = stamps[0] - start
     per = (stamps[-1] - stamps[0]) / (len(stamps) - 1) if len(stamps) > 1 else float("nan")
     return first, per
+
+
+def mean_or_none(values: list[float]) -> float | None:
+    """Mean of the defined values (a one-segment request has no time per later segment)."""
+    defined = [v for v in values if v == v]
+    return round(statistics.mean(defined), 3) if defined else None
 
 
 def main() -> None:
@@ -78,6 +98,8 @@ def main() -> None:
     parser.add_argument("--random-members", type=Path, default=None)
     parser.add_argument("--layers", type=int, default=None)
     parser.add_argument("--decode-block", type=int, default=None, help="rows per drafting pass (default: as many as drafts; an int pads for batch-invariant bits)")
+    parser.add_argument("--alone-requests", type=int, default=None,
+                        help="run only the first K prompts alone (default: all); outputs are compared where a lone one exists")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
 
@@ -90,22 +112,26 @@ def main() -> None:
         ensemble = SpecFuse.from_preset("tiny", config=config, device=args.device, dtype=dtype, decode_block=args.decode_block)
     texts = prompts(top)
     ensemble.generate("Warm up.", max_new_tokens=8)
+    alone_count = min(args.alone_requests or top, top)
 
     alone = []  # each prompt alone, one after another
+    counters = dict(ensemble.batching)
     began = time.perf_counter()
-    for prompt in texts:
+    for prompt in texts[:alone_count]:
         run: dict = {}
         start = time.perf_counter()
         timed_stream(ensemble, prompt, args.max_new_tokens, run, start)
-        run["start"] = start
+        run["start"], run["wall"] = start, time.perf_counter() - start
         alone.append(run)
-        print(f"alone {len(alone)}/{top}: {run['tokens']} tokens", flush=True)
+        print(f"alone {len(alone)}/{alone_count}: {run['tokens']} tokens", flush=True)
     alone_s = time.perf_counter() - began
+    alone_split = time_split(alone, counters, ensemble.batching, alone_s)
     alone_rate = sum(r["tokens"] for r in alone) / alone_s
 
     rows = []
     for n in args.concurrency:
         runs = [dict() for _ in range(n)]
+        counters = dict(ensemble.batching)
         start = time.perf_counter()
         threads = [threading.Thread(target=timed_stream, args=(ensemble, texts[i], args.max_new_tokens, runs[i], start)) for i in range(n)]
         for t in threads:
@@ -124,18 +150,25 @@ def main() -> None:
             # against the N=1 row measured just before (same machine load; pass 1 first in --concurrency)
             "vs_one": round(tokens / wall / rows[0]["tokens_per_s"], 2) if rows else 1.0,
             "first_segment_s": round(statistics.mean(f for f, _ in lat), 2),
-            "per_segment_s": round(statistics.mean(p for _, p in lat if p == p), 3) if any(p == p for _, p in lat) else None,
+            "per_segment_s": mean_or_none([p for _, p in lat]),
             "shared_passes": sum(r["shared"] for r in runs),
             "identical_to_alone": all(r["text"] == a["text"] for r, a in zip(runs, alone)),
+            "compared_with_alone": min(n, len(alone)),
+            "time_split": time_split(runs, counters, ensemble.batching, wall),
         })
         print(json.dumps(rows[-1]), flush=True)
     alone_lat = [latency(r, 0.0) for r in alone]  # stamps are already relative to each request's start
     report = {
-        "device": args.device, "members": [m.name for m in ensemble.members], "max_new_tokens": args.max_new_tokens,
+        "device": args.device, "device_name": torch.cuda.get_device_name(args.device) if args.device.startswith("cuda") else "cpu",
+        "torch": torch.__version__, "transformers": __import__("transformers").__version__,
+        "dtype": args.dtype, "layers": args.layers, "members": [m.name for m in ensemble.members], "max_new_tokens": args.max_new_tokens,
         "decode_block": args.decode_block, "torch_threads": torch.get_num_threads(),
-        "alone": {"requests": top, "tokens_per_s": round(alone_rate, 2),
+        "alone": {"requests": alone_count, "tokens_per_s": round(alone_rate, 2),
                   "first_segment_s": round(statistics.mean(f for f, _ in alone_lat), 2),
-                  "per_segment_s": round(statistics.mean(p for _, p in alone_lat if p == p), 3)},
+                  "per_segment_s": mean_or_none([p for _, p in alone_lat]),
+                  # the prompt the N=1 row runs, alone: the like-for-like figure for that row
+                  "first_prompt_tokens_per_s": round(alone[0]["tokens"] / alone[0]["wall"], 2),
+                  "time_split": alone_split},
         "concurrent": rows,
     }
     print(json.dumps(report, indent=2))

@@ -121,9 +121,10 @@ class SpecFuse:
         return self._weights.snapshot()
 
     @property
-    def batching(self) -> dict[str, int]:
-        """Counters of the round scheduler: ``batches`` run, and ``batched_rounds`` (rounds that ran
-        alongside another request's, sharing drafting passes)."""
+    def batching(self) -> dict[str, float]:
+        """Counters of the round scheduler: ``batches`` run, ``batched_rounds`` (rounds that ran
+        alongside another request's, sharing drafting passes), and the seconds spent in shared drafting
+        (``prepare_seconds``) and in the requests' own rounds (``step_seconds``)."""
         return self._rounds.stats()
 
     # ------------------------------------------------------------------ token counting

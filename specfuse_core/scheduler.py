@@ -48,6 +48,8 @@ class RoundScheduler:
         self._returning: set[int] = set()  # ids of requests served last batch, expected back
         self.batches = 0  # batches run (for tests and benchmarks)
         self.batched_rounds = 0  # rounds that ran in a batch of two or more
+        self.prepare_seconds = 0.0  # time in ``prepare`` (shared drafting), for benchmarks
+        self.step_seconds = 0.0  # time in the requests' own rounds
 
     def run(self, request: EnsembleRequest) -> SegmentEvent | None:
         """One round of ``request``, possibly alongside other requests' rounds."""
@@ -88,10 +90,19 @@ class RoundScheduler:
 
     def _run(self, batch: list[_Ticket]) -> None:
         live = [t for t in batch if not t.request.done]
+        began = time.perf_counter()
         if len(live) > 1:
             self.prepare([t.request for t in live])
             self.batched_rounds += len(live)
         self.batches += 1
+        prepared = time.perf_counter()
+        self.prepare_seconds += prepared - began
+        try:
+            self._steps(batch)
+        finally:
+            self.step_seconds += time.perf_counter() - prepared
+
+    def _steps(self, batch: list[_Ticket]) -> None:
         for index, ticket in enumerate(batch):
             try:
                 ticket.event = ticket.request.step()
@@ -122,5 +133,6 @@ class RoundScheduler:
         if not ticket.finished:
             ticket.request.close()
 
-    def stats(self) -> dict[str, int]:
-        return {"batches": self.batches, "batched_rounds": self.batched_rounds}
+    def stats(self) -> dict[str, float]:
+        return {"batches": self.batches, "batched_rounds": self.batched_rounds,
+                "prepare_seconds": self.prepare_seconds, "step_seconds": self.step_seconds}

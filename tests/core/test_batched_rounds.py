@@ -71,6 +71,8 @@ def test_concurrent_requests_share_drafting_passes_and_get_their_sequential_outp
     assert sum(u.shared_forward_calls for r in results for u in r.usage.members.values()) > 0
     assert ensemble._rounds.batched_rounds > 0
     assert all(u.shared_forward_calls == 0 for r in sequential for u in r.usage.members.values())
+    timing = ensemble.batching  # benchmarks split a run's time with these
+    assert timing["prepare_seconds"] > 0 and timing["step_seconds"] > 0
 
 
 def test_a_batch_cap_of_one_runs_rounds_one_at_a_time(trio, sequential):
@@ -79,6 +81,7 @@ def test_a_batch_cap_of_one_runs_rounds_one_at_a_time(trio, sequential):
     assert [r.text for r in results] == [r.text for r in sequential[:3]]
     assert ensemble._rounds.batched_rounds == 0
     assert all(u.shared_forward_calls == 0 for r in results for u in r.usage.members.values())
+    assert ensemble.batching["step_seconds"] > 0  # no shared drafting: the time is all in rounds
 
 
 def test_batches_are_cut_at_the_cap(trio, sequential):
