@@ -55,6 +55,18 @@ def test_report_files_and_table_numbers(tmp_path):
     assert "`specfuse eval x`" in table
 
 
+def test_cut_by_the_cap_counts_answers_that_hit_the_token_limit(tmp_path):
+    records = _records()
+    records[2] = records[2].model_copy(update={"finish_reason": "length"})
+    records[4] = records[4].model_copy(update={"finish_reason": "length"})
+    write_report(tmp_path, records, {"modes": ["a", "ensemble"], "settings": {"dataset": "gsm8k"}, "command": "specfuse eval x"})
+    lines = (tmp_path / TABLE_FILE).read_text().splitlines()
+    header = next(line for line in lines if line.startswith("| mode "))
+    column = [c.strip() for c in header.split("|")[1:-1]].index("cut by the cap")
+    cells = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[1:-1]][column] for line in lines if line.startswith(("| a ", "| ensemble "))}
+    assert cells == {"a": "0", "ensemble": "2"}
+
+
 def test_ifeval_columns():
     details = {"instructions": ["x", "y"], "strict": [True, False], "loose": [True, True], "prompt_strict": False, "prompt_loose": True}
     records = [make_record("a", "k1", False, dataset="ifeval", details=details)]
