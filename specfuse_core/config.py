@@ -99,6 +99,11 @@ class EnsembleConfig(BaseModel):
         description="Concurrent requests whose rounds run together (shared drafting passes); 1 runs rounds one at a time. "
         "An ensemble setting: read from the ensemble's config, not per request.",
     )
+    pooled_scoring: bool = Field(
+        True,
+        description="Concurrent requests' rounds also share their scoring passes (one pass per member for the batch; "
+        "docs/architecture.md, 'Concurrency'). An ensemble setting, like max_batch_requests.",
+    )
 
     # -- bad input and reliability
     context_overflow: Literal["error", "skip_member"] = "error"

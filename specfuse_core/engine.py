@@ -66,7 +66,7 @@ class SpecFuse:
         self._own_config = config  # before the calibration: each request is calibrated from what it sets itself
         self.config = self._calibrated(config)
         # rounds of concurrent requests run together, in arrival order (docs/reliability.md)
-        self._rounds = RoundScheduler(self.config.max_batch_requests, share_drafts)
+        self._rounds = RoundScheduler(self.config.max_batch_requests, share_drafts, pool_scoring=self.config.pooled_scoring)
         # kept across requests if persist_weights; starts from the calibrated prior weights
         self._weights = HedgeWeights(names, self.config.hedge_learning_rate, self.config.member_weights)
 
@@ -123,8 +123,10 @@ class SpecFuse:
     @property
     def batching(self) -> dict[str, float]:
         """Counters of the round scheduler: ``batches`` run, ``batched_rounds`` (rounds that ran
-        alongside another request's, sharing drafting passes), and the seconds spent in shared drafting
-        (``prepare_seconds``) and in the requests' own rounds (``step_seconds``)."""
+        alongside another request's, sharing drafting passes), ``shared_scoring_passes`` (pooled
+        scoring passes that served several requests), and the seconds spent in shared drafting
+        (``prepare_seconds``), in the requests' own rounds (``step_seconds``) and, within those, in
+        pooled scoring passes (``pooled_scoring_seconds``)."""
         return self._rounds.stats()
 
     # ------------------------------------------------------------------ token counting

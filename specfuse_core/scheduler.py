@@ -18,6 +18,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from .pooled_scoring import ScoringPool
 from .results import SegmentEvent
 from .rounds import EnsembleRequest
 
@@ -38,9 +39,13 @@ class _Ticket:
 
 
 class RoundScheduler:
-    def __init__(self, max_batch: int, prepare: Callable[[Sequence[EnsembleRequest]], None], gather_s: float = 0.05) -> None:
+    def __init__(
+        self, max_batch: int, prepare: Callable[[Sequence[EnsembleRequest]], None], gather_s: float = 0.05, pool_scoring: bool = True
+    ) -> None:
+        """``pool_scoring``: a batch's rounds also share their scoring passes (:mod:`.pooled_scoring`)."""
         self.max_batch = max_batch
         self.prepare = prepare
+        self.pool_scoring = pool_scoring
         self.gather_s = gather_s
         self._cond = threading.Condition()
         self._queue: deque[_Ticket] = deque()
@@ -48,6 +53,8 @@ class RoundScheduler:
         self._returning: set[int] = set()  # ids of requests served last batch, expected back
         self.batches = 0  # batches run (for tests and benchmarks)
         self.batched_rounds = 0  # rounds that ran in a batch of two or more
+        self.shared_scoring_passes = 0  # pooled scoring passes that served two or more requests
+        self.pooled_scoring_seconds = 0.0  # time in pooled scoring passes (part of step_seconds)
         self.prepare_seconds = 0.0  # time in ``prepare`` (shared drafting), for benchmarks
         self.step_seconds = 0.0  # time in the requests' own rounds
 
@@ -98,9 +105,32 @@ class RoundScheduler:
         prepared = time.perf_counter()
         self.prepare_seconds += prepared - began
         try:
-            self._steps(batch)
+            if self.pool_scoring and len(live) > 1:
+                self._pooled_steps(batch)
+            else:
+                self._steps(batch)
         finally:
             self.step_seconds += time.perf_counter() - prepared
+
+    def _pooled_steps(self, batch: list[_Ticket]) -> None:
+        """The batch's rounds in turns, each in its own thread, their scoring passes pooled."""
+
+        def round_of(ticket: _Ticket) -> Callable[[], None]:
+            def run() -> None:
+                try:
+                    ticket.event = ticket.request.step()
+                except BaseException as error:  # kept for its owner, as in a lone round
+                    ticket.error = error
+
+            return run
+
+        pool = ScoringPool(len(batch))
+        try:
+            pool.run([round_of(t) for t in batch])
+        finally:
+            self.shared_scoring_passes += pool.shared_passes
+            self.pooled_scoring_seconds += pool.seconds
+            self._finish(batch)
 
     def _steps(self, batch: list[_Ticket]) -> None:
         for index, ticket in enumerate(batch):
@@ -134,5 +164,5 @@ class RoundScheduler:
             ticket.request.close()
 
     def stats(self) -> dict[str, float]:
-        return {"batches": self.batches, "batched_rounds": self.batched_rounds,
-                "prepare_seconds": self.prepare_seconds, "step_seconds": self.step_seconds}
+        return {"batches": self.batches, "batched_rounds": self.batched_rounds, "shared_scoring_passes": self.shared_scoring_passes,
+                "prepare_seconds": self.prepare_seconds, "step_seconds": self.step_seconds, "pooled_scoring_seconds": self.pooled_scoring_seconds}

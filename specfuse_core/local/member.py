@@ -19,7 +19,7 @@ from ..model_specs import check_hub_reachable, hub_load_error, resolve_model_spe
 from ..prompt_format import PlainPromptFormat
 from ..tokenizer_view import TokenizerView
 from .sampling import TokenChooser
-from .session import LocalSession
+from .session import LocalSession, ScoreJob
 
 logger = logging.getLogger(__name__)
 
@@ -71,6 +71,12 @@ class Member(TextMember):
         from .batched_draft import draft_together
 
         draft_together(self, jobs)
+
+    def score_together(self, jobs: "Sequence[tuple[LocalSession, ScoreJob]]") -> list[Any]:
+        """Several requests' scoring passes at once (see :func:`.batched_score.score_together`)."""
+        from .batched_score import score_together
+
+        return score_together(self, jobs)
 
     # ------------------------------------------------------------------ loading
     @classmethod

@@ -29,10 +29,14 @@ PREFIX = "specfuse_rows_"
 
 
 class RowStates:
-    """Per-row keys (or values) of one layer: each request's own cache, unpadded."""
+    """Per-row keys (or values) of one layer: each request's own cache, unpadded. ``lengths`` and
+    ``masks`` (packed scoring of several requests) give each row's real query length and its own
+    attention mask; without them every row is one query token that sees all its keys."""
 
-    def __init__(self, rows: list[torch.Tensor]) -> None:
+    def __init__(self, rows: list[torch.Tensor], lengths: list[int] | None = None, masks: list[Any] | None = None) -> None:
         self.rows = rows
+        self.lengths = lengths
+        self.masks = masks
 
 
 class RowsCache:
@@ -42,8 +46,12 @@ class RowsCache:
 
     is_compileable = False
 
-    def __init__(self, caches: Sequence[Any | None], num_layers: int) -> None:
+    def __init__(self, caches: Sequence[Any | None], num_layers: int, lengths: list[int] | None = None, masks: list[Any] | None = None) -> None:
+        """``lengths``/``masks``: rows of several query tokens (padded to the longest), each row's real
+        length and attention mask (see :func:`packed_rows`)."""
         self.caches = list(caches)
+        self.lengths = lengths
+        self.masks = masks
         self.is_sliding = [False] * num_layers
         self.is_linear = [False] * num_layers
         self.is_dummy = [False] * num_layers
@@ -52,11 +60,13 @@ class RowsCache:
         keys, values = [], []
         for i, cache in enumerate(self.caches):
             k, v = key_states[i : i + 1], value_states[i : i + 1]
+            if self.lengths is not None:  # padding tokens never enter a cache
+                k, v = k[:, :, : self.lengths[i]], v[:, :, : self.lengths[i]]
             if cache is not None:
                 k, v = cache.update(k, v, layer_idx)
             keys.append(k)
             values.append(v)
-        return RowStates(keys), RowStates(values)
+        return RowStates(keys, self.lengths, self.masks), RowStates(values)
 
     def get_seq_length(self, layer_idx: int = 0) -> int:
         return 0
@@ -76,6 +86,8 @@ def _row_attention(original: Callable[..., Any]) -> Callable[..., Any]:
         if not isinstance(key, RowStates):
             return original(module, query, key, value, attention_mask, **kwargs)
         window = kwargs.get("sliding_window") or getattr(module, "sliding_window", None)
+        if key.masks is not None:
+            return _packed_row_attention(original, module, query, key, value, window, **kwargs)
         outputs = []
         for i, (k, v) in enumerate(zip(key.rows, value.rows)):
             if window:
@@ -85,6 +97,40 @@ def _row_attention(original: Callable[..., Any]) -> Callable[..., Any]:
         return torch.cat(outputs, dim=0), None
 
     return attention
+
+
+def _packed_row_attention(original: Callable[..., Any], module: Any, query: torch.Tensor, key: RowStates, value: RowStates, window: int | None, **kwargs: Any):
+    """Each row's real queries against its own keys under its own packed mask (the sliding-window
+    mask on sliding layers), exactly the call a lone scoring pass makes; padded back to the batch."""
+    assert key.lengths is not None and key.masks is not None
+    longest = query.shape[2]
+    outputs = []
+    for i, (k, v, length, mask) in enumerate(zip(key.rows, value.rows, key.lengths, key.masks)):
+        if isinstance(mask, dict):
+            mask = mask["sliding_attention" if window else "full_attention"]
+        out, _ = original(module, query[i : i + 1, :, :length], k, v, mask, **kwargs)
+        if length < longest:
+            out = torch.nn.functional.pad(out, (0, 0, 0, 0, 0, longest - length))
+        outputs.append(out)
+    return torch.cat(outputs, dim=0), None
+
+
+def packed_rows(model: Any, cache_kwarg: str, caches: Sequence[Any], ids: Sequence[Sequence[int]], positions: Sequence[Sequence[int]], masks: Sequence[Any]) -> list[torch.Tensor]:
+    """Several requests' packed scoring passes in one forward pass: row ``i`` feeds ``ids[i]`` at
+    ``positions[i]`` on top of cache ``i`` under its own attention mask (as built for its lone pass).
+    Rows are padded to the longest; returns each row's logits for its real tokens.
+
+    Attention is each row's own (the same call as alone); the linear layers see all rows at once, so
+    the last bits may differ from the lone pass, as with batched drafting's default rows."""
+    device = next(model.parameters()).device
+    longest = max(len(row) for row in ids)
+    lengths = [len(row) for row in ids]
+    input_ids = torch.tensor([list(row) + [0] * (longest - len(row)) for row in ids], dtype=torch.long, device=device)
+    position_ids = torch.tensor([list(row) + [0] * (longest - len(row)) for row in positions], dtype=torch.long, device=device)
+    rows_cache = RowsCache(list(caches), _num_layers(model), lengths, list(masks))
+    with torch.inference_mode():
+        out = model(input_ids=input_ids, position_ids=position_ids, use_cache=True, logits_to_keep=0, **{cache_kwarg: rows_cache})
+    return [out.logits[i, :length] for i, length in enumerate(lengths)]
 
 
 def install(model: Any) -> None:

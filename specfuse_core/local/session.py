@@ -13,7 +13,7 @@ from ..backend import Candidate, Draft, TextSession, TokenStatistic, token_stati
 from ..text_align import REPLACEMENT_CHAR
 from .kv_cache import common_prefix_length, crop_to, new_cache, splice
 from .rows import decode_rows
-from .packed import block_logprobs, packed_mask, plan_packed_pass
+from .packed import PackedPass, block_logprobs, packed_mask, plan_packed_pass
 from .sampling import TokenChooser
 
 if TYPE_CHECKING:
@@ -51,6 +51,22 @@ class _DraftRecord:
     def own_logprobs(self, count: int, finished: bool) -> list[float]:
         picked = self.token_logprobs[: count - (1 if finished else 0)]
         return picked + [self.end_logprob] if finished else picked
+
+
+@dataclass
+class ScoreJob:
+    """One planned scoring pass of a session (see :meth:`LocalSession.plan_score`)."""
+
+    candidates: Sequence[Candidate]
+    statistic: TokenStatistic
+    context: list[int]
+    full_ids: list[list[int]]
+    keeps: list[int]
+    targets: list[list[int]]
+    inputs: list[list[int]]
+    own: int | None  # the candidate scored from this member's own draft, not fed
+    plan: PackedPass
+    mask: Any  # the plan's attention mask (None when nothing is fed)
 
 
 @dataclass
@@ -216,6 +232,31 @@ class LocalSession(TextSession):
 
     # ------------------------------------------------------------------ score
     def score(self, response: str, candidates: Sequence[Candidate], statistic: TokenStatistic = "mean") -> list[float]:
+        from ..pooled_scoring import current_pool
+
+        pool = current_pool()
+        # In a batch of rounds the pass joins other requests' (rows as needed: like drafting's default
+        # mode, bits may follow the batch; a batch-invariant member, decode_block set, scores alone).
+        if pool is not None and self.member.row_invariant and self.member.decode_block is None:
+            return pool.score(self, response, candidates, statistic)
+        job = self.plan_score(response, candidates, statistic)
+        return self.finish_score(job, self.scoring_pass(job))
+
+    def scoring_pass(self, job: "ScoreJob") -> torch.Tensor | None:
+        """This session's own forward pass for ``job``: log-probs at its kept rows (None: nothing fed)."""
+        if not job.plan.ids:
+            return None
+        logits = self._forward(
+            job.plan.ids,
+            position_ids=torch.tensor([job.plan.positions], device=self.member.device),
+            attention_mask=job.mask,
+            logits_to_keep=torch.tensor(job.plan.rows, device=self.member.device),
+        )
+        return torch.log_softmax(logits.float(), dim=-1)
+
+    def plan_score(self, response: str, candidates: Sequence[Candidate], statistic: TokenStatistic = "mean") -> "ScoreJob":
+        """Everything a scoring pass needs before the model runs (the cache is rolled back to where
+        the pass starts); :meth:`finish_score` takes the pass's log-probs at ``job.plan.rows``."""
         member = self.member
         self._drop_verified()
         context = self._context(response)
@@ -233,28 +274,23 @@ class LocalSession(TextSession):
             start = min(common_prefix_length(self.cached_ids, context), min(keeps) - 1)
             crop_to(self.cache, start)
             plan = plan_packed_pass(context_len, keeps, inputs, start, 0, context[start:], None)
-        logprobs = None
-        if plan.ids:
-            mask = packed_mask(plan, member.layer_types, member.sliding_window, member.model.dtype, member.device, member.name)
-            logits = self._forward(
-                plan.ids,
-                position_ids=torch.tensor([plan.positions], device=member.device),
-                attention_mask=mask,
-                logits_to_keep=torch.tensor(plan.rows, device=member.device),
-            )
-            logprobs = torch.log_softmax(logits.float(), dim=-1)
-        self.cached_ids = list(context)
-        self._verified = _VerifiedBlocks(list(context), full_ids, keeps, plan.block_starts, inputs)
+        mask = packed_mask(plan, member.layer_types, member.sliding_window, member.model.dtype, member.device, member.name) if plan.ids else None
+        return ScoreJob(candidates, statistic, context, full_ids, keeps, targets, inputs, own, plan, mask)
 
+    def finish_score(self, job: "ScoreJob", logprobs: torch.Tensor | None) -> list[float]:
+        """The candidates' scores from the pass's log-probs; the cache now holds every block (kept for
+        the winner on accept)."""
+        self.cached_ids = list(job.context)
+        self._verified = _VerifiedBlocks(list(job.context), job.full_ids, job.keeps, job.plan.block_starts, job.inputs)
         scores = []
-        for i, target in enumerate(targets):
-            if i == own:
-                picked = self._draft_record.own_logprobs(len(target), candidates[i].finished)
+        for i, target in enumerate(job.targets):
+            if i == job.own:
+                picked = self._draft_record.own_logprobs(len(target), job.candidates[i].finished)
             else:
-                picked = block_logprobs(plan, logprobs, i, target)
-                if own is not None:  # the first token is predicted by the context's last position
+                picked = block_logprobs(job.plan, logprobs, i, target)
+                if job.own is not None:  # the first token is predicted by the context's last position
                     picked = [float(self._draft_record.context_logprobs[target[0]])] + picked
-            scores.append(token_statistic(picked, statistic))
+            scores.append(token_statistic(picked, job.statistic))
             self.counters.verified_tokens += len(target)
         return scores
 

@@ -1,4 +1,5 @@
-"""Batched rounds on the real tiny preset: concurrent requests get their sequential outputs byte for byte."""
+"""Batched rounds on the real tiny preset (shared drafting and pooled scoring): concurrent requests get
+their sequential outputs byte for byte."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ PROMPTS = ["Explain how tides work.", "Write a haiku about bread.", "What is a v
 
 def test_concurrent_tiny_requests_match_sequential_ones(tiny_ensemble):
     sequential = [tiny_ensemble.generate(p, max_new_tokens=24).text for p in PROMPTS]
+    pooled_before = tiny_ensemble.batching["shared_scoring_passes"]
     results = [None] * len(PROMPTS)
 
     def run(i):
@@ -25,3 +27,4 @@ def test_concurrent_tiny_requests_match_sequential_ones(tiny_ensemble):
         t.join()
     assert [r.text for r in results] == sequential
     assert sum(u.shared_forward_calls for r in results for u in r.usage.members.values()) > 0
+    assert tiny_ensemble.batching["shared_scoring_passes"] > pooled_before  # the second opinions were pooled too

@@ -1,0 +1,137 @@
+"""Pooled scoring: the rounds of a batch run in turns, and their scoring passes meet in one pass per member.
+
+Batched drafting (:mod:`.shared_drafts`) shares the first draft calls of a batch's rounds, which are
+known before the rounds start. Scoring is not: which candidates a request scores, and whether it
+scores at all, is decided inside its round (gating, the second opinion, a full vote). So each round
+of the batch runs in its own thread, one at a time (the turn passes in request order); a round that
+reaches a scoring call plans its pass, parks it here and passes the turn on. Once every round of the
+batch is parked or finished, the parked passes run, one forward pass per member for all the requests
+that wait on it, and the rounds resume in turn. Only model work is shared: every request plans,
+judges and accepts on its own, and an error in a shared pass is a fault of that member in each
+request that was in it. Torch-free: the member's ``score_together`` does the model work.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+_READY, _PARKED, _DONE = "ready", "parked", "done"
+_local = threading.local()
+
+
+def current_pool() -> "ScoringPool | None":
+    """The pool whose round runs in this thread, if any (member threads of a multi-device request
+    see none: they score on their own)."""
+    return getattr(_local, "pool", None)
+
+
+class ScoringPool:
+    def __init__(self, count: int) -> None:
+        self._cond = threading.Condition()
+        self._turn = 0
+        self._state = [_READY] * count
+        self._parked: dict[int, tuple[Any, Any]] = {}  # index -> (session, job)
+        self._outcomes: dict[int, tuple[Any, BaseException | None]] = {}
+        self.shared_passes = 0  # forward passes that served two or more requests (for tests)
+        self.seconds = 0.0  # time in the parked passes (for benchmarks)
+
+    def run(self, rounds: Sequence[Callable[[], None]]) -> None:
+        """Run each round (which must keep its own outcome and errors) in its own thread, in turns;
+        returns once all have finished. An interrupt of the calling thread waits for them first."""
+        threads = [threading.Thread(target=self._take_part, args=(i, r), name=f"specfuse-round-{i}", daemon=True) for i, r in enumerate(rounds)]
+        for thread in threads:
+            thread.start()
+        try:
+            for thread in threads:
+                thread.join()
+        except BaseException:
+            for thread in threads:  # rounds in flight finish and keep their outcome; then the interrupt goes on
+                thread.join()
+            raise
+
+    def score(self, session: Any, response: str, candidates: Sequence[Any], statistic: str) -> list[float]:
+        """A round's scoring call: plan the pass, park it until the batch's passes run, finish it."""
+        index = _local.index
+        job = session.plan_score(response, candidates, statistic)
+        with self._cond:
+            self._parked[index] = (session, job)
+            self._state[index] = _PARKED
+            self._pass_turn(index)
+            while not (self._state[index] == _READY and self._turn == index):
+                self._cond.wait()
+            logprobs, error = self._outcomes.pop(index)
+        if error is not None:
+            raise error
+        return session.finish_score(job, logprobs)
+
+    # ------------------------------------------------------------------ turns
+    def _take_part(self, index: int, round_: Callable[[], None]) -> None:
+        _local.pool, _local.index = self, index
+        try:
+            with self._cond:
+                while self._turn != index:
+                    self._cond.wait()
+            round_()
+        finally:
+            _local.pool = None
+            with self._cond:
+                self._state[index] = _DONE
+                self._pass_turn(index)
+
+    def _pass_turn(self, index: int) -> None:
+        """Give the turn to the next ready round after ``index``; when none is ready, run the parked
+        passes and give it to the first round they release (called holding the condition)."""
+        count = len(self._state)
+        for step in range(1, count + 1):
+            nxt = (index + step) % count
+            if self._state[nxt] == _READY:
+                self._turn = nxt
+                self._cond.notify_all()
+                return
+        if self._parked:
+            released = sorted(self._parked)
+            began = time.perf_counter()
+            self._run_parked()
+            self.seconds += time.perf_counter() - began
+            for i in released:
+                self._state[i] = _READY
+            self._turn = released[0]
+        self._cond.notify_all()
+
+    def _run_parked(self) -> None:
+        """One pass per member for the parked jobs on it (a lone job runs its session's own pass)."""
+        groups: dict[int, list[int]] = {}
+        for index, (session, _) in self._parked.items():
+            groups.setdefault(id(session.member), []).append(index)
+        for indices in groups.values():
+            fed = [i for i in indices if self._parked[i][1].plan.ids]
+            for i in indices:
+                if i not in fed:
+                    self._outcomes[i] = (None, None)
+            if len(fed) == 1:
+                session, job = self._parked[fed[0]]
+                self._outcomes[fed[0]] = _attempt(lambda: session.scoring_pass(job))
+            elif fed:
+                member = self._parked[fed[0]][0].member
+                try:
+                    results = member.score_together([self._parked[i] for i in fed])
+                    self.shared_passes += 1
+                except Exception as error:  # the pass's caches are half-updated: a fault of this member in each request
+                    logger.warning("pooled scoring on %r failed (%s)", getattr(member, "name", member), type(error).__name__)
+                    results = [error] * len(fed)
+                for i, result in zip(fed, results):
+                    self._outcomes[i] = (None, result) if isinstance(result, BaseException) else (result, None)
+        self._parked.clear()
+
+
+def _attempt(work: Callable[[], Any]) -> tuple[Any, BaseException | None]:
+    try:
+        return work(), None
+    except Exception as error:
+        return None, error
