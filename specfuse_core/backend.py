@@ -55,7 +55,8 @@ class MemberUsage(BaseModel):
     drafted_tokens: int = 0
     verified_tokens: int = 0
     forward_calls: int = 0
-    # decode passes of this member that drafted for this request together with other requests (batched rounds)
+    # passes of this member that served this request together with other requests (batched rounds:
+    # shared drafting steps and pooled scoring passes)
     shared_forward_calls: int = 0
 
 

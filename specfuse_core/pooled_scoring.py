@@ -40,13 +40,25 @@ class ScoringPool:
         self._outcomes: dict[int, tuple[Any, BaseException | None]] = {}
         self.shared_passes = 0  # forward passes that served two or more requests (for tests)
         self.seconds = 0.0  # time in the parked passes (for benchmarks)
+        self.started = 0  # rounds whose thread started (in order; the rest never ran)
 
     def run(self, rounds: Sequence[Callable[[], None]]) -> None:
         """Run each round (which must keep its own outcome and errors) in its own thread, in turns;
         returns once all have finished. An interrupt of the calling thread waits for them first."""
         threads = [threading.Thread(target=self._take_part, args=(i, r), name=f"specfuse-round-{i}", daemon=True) for i, r in enumerate(rounds)]
-        for thread in threads:
-            thread.start()
+        try:
+            for thread in threads:
+                thread.start()
+                self.started += 1
+        except BaseException:
+            with self._cond:  # rounds that never started count as finished, so the others are not left waiting
+                for index in range(self.started, len(threads)):
+                    self._state[index] = _DONE
+                if self._turn >= self.started:
+                    self._pass_turn(self._turn)
+            for thread in threads[: self.started]:
+                thread.join()
+            raise
         try:
             for thread in threads:
                 thread.join()
@@ -97,11 +109,19 @@ class ScoringPool:
         if self._parked:
             released = sorted(self._parked)
             began = time.perf_counter()
-            self._run_parked()
-            self.seconds += time.perf_counter() - began
-            for i in released:
-                self._state[i] = _READY
-            self._turn = released[0]
+            try:
+                self._run_parked()
+            except BaseException as error:  # whatever stopped the passes, no parked round waits forever
+                for i in released:
+                    self._outcomes.setdefault(i, (None, error))
+                self._parked.clear()
+                raise
+            finally:
+                self.seconds += time.perf_counter() - began
+                for i in released:
+                    self._state[i] = _READY
+                self._turn = released[0]
+                self._cond.notify_all()
         self._cond.notify_all()
 
     def _run_parked(self) -> None:

@@ -93,7 +93,14 @@ class RoundScheduler:
                 break
             self._cond.wait(left)
         self._returning.clear()  # whoever missed this batch is not waited for again
-        return [self._queue.popleft() for _ in range(min(self.max_batch, len(self._queue)))]
+        batch: list[_Ticket] = []
+        later: list[_Ticket] = []
+        while self._queue and len(batch) < self.max_batch:
+            ticket = self._queue.popleft()
+            # a request asked for two rounds at once (two threads on one stream): one per batch, in order
+            (later if any(t.request is ticket.request for t in batch) else batch).append(ticket)
+        self._queue.extendleft(reversed(later))
+        return batch
 
     def _run(self, batch: list[_Ticket]) -> None:
         live = [t for t in batch if not t.request.done]
@@ -121,6 +128,8 @@ class RoundScheduler:
                     ticket.event = ticket.request.step()
                 except BaseException as error:  # kept for its owner, as in a lone round
                     ticket.error = error
+                finally:
+                    self._finish([ticket])  # each round hands its own outcome over when it ends
 
             return run
 
@@ -130,7 +139,8 @@ class RoundScheduler:
         finally:
             self.shared_scoring_passes += pool.shared_passes
             self.pooled_scoring_seconds += pool.seconds
-            self._finish(batch)
+            with self._cond:  # rounds that never started (a failed thread start) run in a later batch
+                self._queue.extendleft(reversed(batch[pool.started :]))
 
     def _steps(self, batch: list[_Ticket]) -> None:
         for index, ticket in enumerate(batch):

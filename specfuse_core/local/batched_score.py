@@ -20,10 +20,11 @@ def score_together(member: "Member", jobs: Sequence[tuple["LocalSession", "Score
     logits = packed_rows(
         member.model, member._cache_kwarg, [s.cache for s, _ in jobs],
         [j.plan.ids for _, j in jobs], [j.plan.positions for _, j in jobs], [j.mask for _, j in jobs],
+        [j.plan.rows for _, j in jobs],
     )
     out = []
-    for (session, job), rows in zip(jobs, logits):
+    for (session, _), rows in zip(jobs, logits):
         session.counters.forward_calls += 1
         session.counters.shared_forward_calls += 1
-        out.append(torch.log_softmax(rows[torch.tensor(job.plan.rows, device=rows.device)].float(), dim=-1))
+        out.append(torch.log_softmax(rows.float(), dim=-1))
     return out

@@ -108,6 +108,8 @@ def _packed_row_attention(original: Callable[..., Any], module: Any, query: torc
     for i, (k, v, length, mask) in enumerate(zip(key.rows, value.rows, key.lengths, key.masks)):
         if isinstance(mask, dict):
             mask = mask["sliding_attention" if window else "full_attention"]
+        # the lone pass's mask is a forward argument that device hooks move per layer; this one is not
+        mask = mask.to(query.device)
         out, _ = original(module, query[i : i + 1, :, :length], k, v, mask, **kwargs)
         if length < longest:
             out = torch.nn.functional.pad(out, (0, 0, 0, 0, 0, longest - length))
@@ -115,10 +117,14 @@ def _packed_row_attention(original: Callable[..., Any], module: Any, query: torc
     return torch.cat(outputs, dim=0), None
 
 
-def packed_rows(model: Any, cache_kwarg: str, caches: Sequence[Any], ids: Sequence[Sequence[int]], positions: Sequence[Sequence[int]], masks: Sequence[Any]) -> list[torch.Tensor]:
+def packed_rows(
+    model: Any, cache_kwarg: str, caches: Sequence[Any], ids: Sequence[Sequence[int]], positions: Sequence[Sequence[int]],
+    masks: Sequence[Any], keep: Sequence[Sequence[int]],
+) -> list[torch.Tensor]:
     """Several requests' packed scoring passes in one forward pass: row ``i`` feeds ``ids[i]`` at
     ``positions[i]`` on top of cache ``i`` under its own attention mask (as built for its lone pass).
-    Rows are padded to the longest; returns each row's logits for its real tokens.
+    Rows are padded to the longest; returns each row's logits at its ``keep[i]`` positions (the
+    output layer runs only at positions some row keeps).
 
     Attention is each row's own (the same call as alone); the linear layers see all rows at once, so
     the last bits may differ from the lone pass, as with batched drafting's default rows."""
@@ -128,9 +134,14 @@ def packed_rows(model: Any, cache_kwarg: str, caches: Sequence[Any], ids: Sequen
     input_ids = torch.tensor([list(row) + [0] * (longest - len(row)) for row in ids], dtype=torch.long, device=device)
     position_ids = torch.tensor([list(row) + [0] * (longest - len(row)) for row in positions], dtype=torch.long, device=device)
     rows_cache = RowsCache(list(caches), _num_layers(model), lengths, list(masks))
+    kept = sorted({r for rows in keep for r in rows})
+    where = {r: j for j, r in enumerate(kept)}
     with torch.inference_mode():
-        out = model(input_ids=input_ids, position_ids=position_ids, use_cache=True, logits_to_keep=0, **{cache_kwarg: rows_cache})
-    return [out.logits[i, :length] for i, length in enumerate(lengths)]
+        out = model(
+            input_ids=input_ids, position_ids=position_ids, use_cache=True,
+            logits_to_keep=torch.tensor(kept, device=device), **{cache_kwarg: rows_cache},
+        )
+    return [out.logits[i, torch.tensor([where[r] for r in rows], device=out.logits.device)] for i, rows in enumerate(keep)]
 
 
 def install(model: Any) -> None:

@@ -183,3 +183,46 @@ def test_an_error_in_a_round_does_not_stall_the_others():
     thread.start()
     assert done.wait(10)
     assert got == {0: [0.0], 2: [2.0], "error": "round failed before scoring"}
+
+
+class _Stop(BaseException):
+    """Something other than an Exception escaping model code (as SystemExit would)."""
+
+
+def test_parked_rounds_are_released_whatever_stops_the_passes():
+    log = []
+
+    class Exploding(_FakeMember):
+        def score_together(self, jobs):
+            raise _Stop()
+
+    member = Exploding("a", log)
+    pool = ScoringPool(2)
+    caught = []
+
+    def round_(i):
+        def run():
+            try:
+                pool.score(_FakeSession(member, i, log), "", ["x"], "mean")
+            except _Stop:
+                caught.append(i)
+
+        return run
+
+    done = threading.Event()
+    threading.Thread(target=lambda: (pool.run([round_(0), round_(1)]), done.set()), daemon=True).start()
+    assert done.wait(10)
+    assert sorted(caught) == [0, 1]
+
+
+def test_a_request_asking_for_two_rounds_at_once_gets_one_per_batch():
+    from specfuse_core.scheduler import RoundScheduler, _Ticket
+
+    scheduler = RoundScheduler(max_batch=4, prepare=lambda requests: None, gather_s=0.0)
+    first, second = object(), object()
+    tickets = [_Ticket(first), _Ticket(first), _Ticket(second)]
+    scheduler._queue.extend(tickets)
+    with scheduler._cond:
+        batch = scheduler._take_batch()
+    assert batch == [tickets[0], tickets[2]]
+    assert list(scheduler._queue) == [tickets[1]]
