@@ -2,7 +2,8 @@
 
 Every caller that wants a round queues a ticket (FIFO). Whoever finds no batch running becomes the
 leader: it takes up to ``max_batch`` tickets from the front of the queue, lets ``prepare`` share work
-between them (batched drafting, :mod:`.shared_drafts`), runs each request's round, hands every
+between them (batched drafting, :mod:`.shared_drafts`), runs the requests' rounds (one after another,
+or with ``pool_scoring`` in turns, their scoring passes pooled: :mod:`.pooled_scoring`), hands every
 ticket its event or error and wakes the owners. Requests join and leave between rounds; each round
 is still one request's own ``step()``, so results, usage, faults and timeouts stay per request.
 
