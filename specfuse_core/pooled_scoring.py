@@ -121,7 +121,6 @@ class ScoringPool:
                 for i in released:
                     self._state[i] = _READY
                 self._turn = released[0]
-                self._cond.notify_all()
         self._cond.notify_all()
 
     def _run_parked(self) -> None:
@@ -141,12 +140,12 @@ class ScoringPool:
                 member = self._parked[fed[0]][0].member
                 try:
                     results = member.score_together([self._parked[i] for i in fed])
-                    self.shared_passes += 1
                 except Exception as error:  # the pass's caches are half-updated: a fault of this member in each request
                     logger.warning("pooled scoring on %r failed (%s)", getattr(member, "name", member), type(error).__name__)
-                    results = [error] * len(fed)
-                for i, result in zip(fed, results):
-                    self._outcomes[i] = (None, result) if isinstance(result, BaseException) else (result, None)
+                    self._outcomes.update((i, (None, error)) for i in fed)
+                    continue
+                self.shared_passes += 1
+                self._outcomes.update((i, (result, None)) for i, result in zip(fed, results))
         self._parked.clear()
 
 
