@@ -47,6 +47,14 @@ class EnsembleConfig(BaseModel):
     consensus_weight: float = Field(
         0.0, ge=0.0, description="Added to the combined score times the share of other drafters whose draft begins with the candidate's first words."
     )
+    contrast_weight: float = Field(
+        0.0,
+        ge=0.0,
+        le=1.0,
+        description="Context-free contrast (PMI-style): in a vote, each verifier's mean log-prob of a candidate minus this "
+        "times its mean log-prob after the same conversation with the last user message emptied. Text that is likely "
+        "whatever the question (a generic opening) loses its edge; costs one more scoring pass per verifier per vote; 0: off.",
+    )
 
     # -- whom to trust
     member_weights: dict[str, float] = Field(
@@ -126,7 +134,7 @@ class EnsembleConfig(BaseModel):
             raise ValueError("is a token log-probability (a mean, or the check's minimum): a finite number <= 0")
         return value
 
-    @field_validator("temperature", "top_p", "score_temperature", "exit_temperature", "hedge_learning_rate", "repetition_penalty", "consensus_weight")
+    @field_validator("temperature", "top_p", "score_temperature", "exit_temperature", "hedge_learning_rate", "repetition_penalty", "consensus_weight", "contrast_weight")
     @classmethod
     def _finite(cls, value: float) -> float:
         if not math.isfinite(value):

@@ -18,7 +18,7 @@ import numpy as np
 from .backend import Candidate, Draft
 from .config import EnsembleConfig
 from .results import CandidateTrace, RoundTrace
-from .scoring import HedgeWeights, combine, consensus_shares, members_to_exit, normalize_scores, pick_winner
+from .scoring import HedgeWeights, combine, consensus_shares, contrast_scores, members_to_exit, normalize_scores, pick_winner
 from .text_align import repetition_share
 
 
@@ -54,6 +54,7 @@ class RoundVerdict:
     normalized: dict[str, np.ndarray] = field(default_factory=dict)
     repetition: np.ndarray | None = None
     consensus: np.ndarray | None = None
+    context_free: dict[str, list[float]] = field(default_factory=dict)  # verifier -> mean log-prob without the question
 
     @property
     def chosen(self) -> Candidate:
@@ -80,6 +81,7 @@ class RoundVerdict:
                     finished=c.finished,
                     proposers=list(self.proposers[i]),
                     mean_logprobs={v: s[i] for v, s in self.scored.items()},
+                    context_free_logprobs={v: s[i] for v, s in self.context_free.items()},
                     normalized={v: float(values[i]) for v, values in self.normalized.items()},
                     repetition=float(repetition[i]),
                     consensus=float(consensus[i]),
@@ -152,6 +154,11 @@ class Judge:
         """A vote is taken unless the lead was sure, one member runs alone, or there is one candidate."""
         return not (gated or single or len(candidates) == 1)
 
+    @property
+    def wants_contrast(self) -> bool:
+        """Whether votes also score candidates without the question (``contrast_weight``)."""
+        return self.config.contrast_weight > 0
+
     def scoring_candidates(self, candidates: list[Candidate]) -> list[Candidate]:
         """What verifiers score. Under ``end_of_turn_scoring="text_only"`` a finished candidate with text is
         scored on its text alone, like an unfinished one (an empty finished candidate keeps its end token)."""
@@ -175,15 +182,19 @@ class Judge:
         scored: dict[str, list[float]],
         weighed: Sequence[str],
         response: str,
+        context_free: Mapping[str, list[float]] | None = None,
     ) -> RoundVerdict:
         """The winner of a round from each verifier's mean log-probs (``scored``; empty when nothing
-        was voted on: the earliest candidate wins). Updates Hedge and each proposer's quality."""
+        was voted on: the earliest candidate wins), less ``contrast_weight`` times its log-probs without
+        the question (``context_free``, see :meth:`wants_contrast`). Updates Hedge and each proposer's quality."""
         config = self.config
         weights = self.weights(weighed)
+        free = dict(context_free or {})
         if not scored:
             verdict = RoundVerdict(candidates, proposers, weights, np.ones(len(candidates)) / len(candidates), 0)
         else:
-            normalized = {v: normalize_scores(s, config.normalization, config.score_temperature) for v, s in scored.items()}
+            contrasted = contrast_scores(scored, free, config.contrast_weight)
+            normalized = {v: normalize_scores(s, config.normalization, config.score_temperature) for v, s in contrasted.items()}
             combined = combine(normalized, weights, proposers, config.exclude_self_vote)
             repetition = consensus = None
             if config.repetition_penalty:
@@ -193,7 +204,7 @@ class Judge:
                 consensus = consensus_shares([c.text for c in candidates], proposers, {n: d.text for n, d in drafts.items()})
                 combined = combined + config.consensus_weight * consensus
             verdict = RoundVerdict(
-                candidates, proposers, weights, combined, pick_winner(combined), scored, normalized, repetition, consensus
+                candidates, proposers, weights, combined, pick_winner(combined), scored, normalized, repetition, consensus, free
             )
             if config.weighting == "hedge":
                 peer_scores = combine(normalized, weights, proposers, exclude_self_vote=True)

@@ -144,3 +144,13 @@ def _tool_calls(calls: Any, index: int) -> list[dict[str, Any]]:
 def last_user_text(conversation: Conversation) -> str:
     """All user and system text, for the repetition penalty's notion of 'the prompt'."""
     return "\n".join(m["content"] for m in conversation if m["role"] != "assistant")
+
+
+def without_question(conversation: Conversation) -> Conversation:
+    """The same conversation with the last user message's text emptied: the context a verifier scores
+    candidates in for the context-free contrast (``contrast_weight``). History, system text and tools stay."""
+    users = [i for i, message in enumerate(conversation) if message["role"] == "user"]
+    messages = [dict(message) for message in conversation]
+    if users:
+        messages[users[-1]]["content"] = ""
+    return same_kind(conversation, messages)

@@ -30,6 +30,9 @@ class CandidateTrace(BaseModel):
     finished: bool
     proposers: list[str]
     mean_logprobs: dict[str, float] = Field(default_factory=dict, description="verifier -> mean token log-prob")
+    context_free_logprobs: dict[str, float] = Field(
+        default_factory=dict, description="verifier -> mean token log-prob without the question (contrast_weight > 0)"
+    )
     normalized: dict[str, float] = Field(default_factory=dict, description="verifier -> normalised score")
     repetition: float = 0.0
     consensus: float = 0.0

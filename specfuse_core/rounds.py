@@ -21,7 +21,7 @@ from .backend import Candidate, Draft, MemberBackend, MemberSession, Sampling
 from .config import EnsembleConfig
 from .errors import AllMembersFailedError, ContextWindowExceededError, NoCandidatesError, UnsupportedFeatureError, UnsupportedSchemaError
 from .judge import Judge, RoundVerdict, merge_drafts
-from .messages import Conversation, last_user_text
+from .messages import Conversation, last_user_text, without_question
 from .output import FinalOutput, OutputSpec
 from .results import FaultPhase, GenerationResult, MemberFault, SegmentEvent, Trace, Usage
 from .scoring import HedgeWeights
@@ -59,6 +59,7 @@ class EnsembleRequest:
         self.faulted: set[str] = set()
         self._round_faults: list[MemberFault] = []
         self.sessions: dict[str, MemberSession] = {}
+        self.contrast: dict[str, MemberSession] = {}  # verifier -> its session without the question (contrast_weight)
         for index, member in enumerate(members):
             seed = None if config.seed is None else config.seed + index
             sampling = Sampling(config.temperature, config.top_p, config.top_k, seed, config.no_repeat_ngram_size)
@@ -71,6 +72,8 @@ class EnsembleRequest:
             except Exception as error:  # a broken member must not take the request down with it
                 self._record_fault(member.name, "start", error)
         self._constrain()
+        if self.judge.wants_contrast:
+            self.contrast = self._start_contrast(members, conversation)
         if not self.sessions:
             if self.trace.faults:
                 raise AllMembersFailedError(self.trace.faults, "", self.trace.skipped)
@@ -90,6 +93,25 @@ class EnsembleRequest:
         self._lock = threading.Lock()
         devices = {str(self.members[n].device) for n in self.sessions}
         self._pool = ThreadPoolExecutor(len(devices)) if len(devices) > 1 else None
+
+    def _start_contrast(self, members: Sequence[MemberBackend], conversation: Conversation) -> dict[str, MemberSession]:
+        """A second session per verifying member, on the conversation without its question, for the
+        context-free contrast. Greedy and unconstrained: it only scores. A member that cannot start one
+        is faulted like any member that fails to start."""
+        free = without_question(conversation)
+        sampling = Sampling(0.0, 1.0, 0, None, 0)
+        sessions: dict[str, MemberSession] = {}
+        verifiers = self.judge.verifiers(list(self.sessions))
+        for member in members:
+            name = member.name
+            if name not in verifiers:
+                continue
+            try:
+                sessions[name] = member.start(free, sampling, reserved=self.reserve)
+            except Exception as error:
+                self._record_fault(name, "start", error)
+                self.sessions.pop(name).close()
+        return sessions
 
     def _constrain(self) -> None:
         """Give every session the request's grammar. A format the engine refuses fails the request now
@@ -160,6 +182,10 @@ class EnsembleRequest:
     def usage(self) -> Usage:
         completion = self._count("count_tokens", self.response) if self.response else 0
         members = {name: session.counters.model_copy() for name, session in self.sessions.items()}
+        for name, session in self.contrast.items():  # its context-free scoring is this member's work too
+            usage = members[name]
+            for field in ("verified_tokens", "forward_calls", "shared_forward_calls"):
+                setattr(usage, field, getattr(usage, field) + getattr(session.counters, field))
         return Usage(
             prompt_tokens=self.prompt_tokens,
             completion_tokens=completion,
@@ -206,22 +232,33 @@ class EnsembleRequest:
         candidates, proposers = merge_drafts(drafts)
         verifiers = self._verifiers()
         scored: dict[str, list[float]] = {}
+        free: dict[str, list[float]] = {}
         if self.judge.needs_vote(gated, single, candidates):
             scoring = self.judge.scoring_candidates(candidates)
-            scored = self._each("score", verifiers, lambda v: self.sessions[v].score(self.response, scoring))
+
+            def score(name: str) -> tuple[list[float], list[float] | None]:
+                conditional = self.sessions[name].score(self.response, scoring)
+                contrast = self.contrast.get(name)
+                return conditional, None if contrast is None else contrast.score(self.response, scoring)
+
+            both = self._each("score", verifiers, score)
+            scored = {name: pair[0] for name, pair in both.items()}
+            free = {name: pair[1] for name, pair in both.items() if pair[1] is not None}
         # nothing voted (the lead was sure, one candidate, or every verifier failed): the earliest candidate wins
-        return self.judge.decide(candidates, proposers, drafts, scored, verifiers if not single else drafters, self.response)
+        return self.judge.decide(candidates, proposers, drafts, scored, verifiers if not single else drafters, self.response, free)
 
     def _accept(self, verdict: RoundVerdict) -> str | None:
         """Append the winner for every member, apply the finish rules; returns the finish reason."""
         winner, proposers = verdict.winner, verdict.proposers
         response = self.response + verdict.chosen.text
-        scored = verdict.scored
-        self._each(
-            "accept",
-            self._healthy(),
-            lambda name: self.sessions[name].accept(response, winner if name in scored else None, own_draft=name in proposers[winner]),
-        )
+        scored, free = verdict.scored, verdict.context_free
+
+        def accept(name: str) -> None:
+            self.sessions[name].accept(response, winner if name in scored else None, own_draft=name in proposers[winner])
+            if name in self.contrast:
+                self.contrast[name].accept(response, winner if name in free else None, own_draft=False)
+
+        self._each("accept", self._healthy(), accept)
         finish, response = self._finish_checks(verdict.chosen, response)
         if finish is None and self._expired():
             finish = "timeout"
@@ -389,10 +426,12 @@ class EnsembleRequest:
         (caches freed, never reused half-updated). Raises AllMembersFailedError when nobody is left."""
         self._record_fault(name, phase, error)
         self.active = [n for n in self.active if n != name]
-        try:
-            self.sessions[name].close()
-        except Exception:
-            logger.debug("closing the session of failed member %r raised too", name, exc_info=True)
+        for session in (self.sessions[name], self.contrast.get(name)):  # kept (closed) for their usage counters
+            try:
+                if session is not None:
+                    session.close()
+            except Exception:
+                logger.debug("closing a session of failed member %r raised too", name, exc_info=True)
         healthy = self._healthy()
         if not healthy:
             raise AllMembersFailedError(self.trace.faults, self.response, self.trace.skipped)
@@ -431,7 +470,7 @@ class EnsembleRequest:
         return list(self._pool.map(work, names))
 
     def _release(self) -> None:
-        for session in self.sessions.values():
+        for session in [*self.sessions.values(), *self.contrast.values()]:
             session.close()
         if self._pool is not None:
             self._pool.shutdown(wait=False)

@@ -32,6 +32,27 @@ def normalize_scores(mean_logprobs: Sequence[float], method: str, temperature: f
     raise ValueError(f"unknown normalization {method!r}")
 
 
+def contrast_scores(
+    conditional: Mapping[str, Sequence[float]], context_free: Mapping[str, Sequence[float]], weight: float
+) -> dict[str, list[float]]:
+    """Each verifier's log-prob of each candidate after the prompt, less ``weight`` times its log-prob
+    without the question (pointwise mutual information at ``weight`` 1).
+
+    Likelihood alone rewards text that any prompt would get (a generic opening); the difference keeps
+    what the question itself makes likely. A verifier with no context-free scores keeps its own.
+    """
+    out: dict[str, list[float]] = {}
+    for verifier, scores in conditional.items():
+        free = context_free.get(verifier)
+        if free is None or weight == 0:
+            out[verifier] = [float(x) for x in scores]
+        else:
+            if len(free) != len(scores):
+                raise ValueError(f"verifier {verifier!r}: {len(scores)} conditional scores but {len(free)} context-free ones")
+            out[verifier] = [float(a) - weight * float(b) for a, b in zip(scores, free)]
+    return out
+
+
 def combine(
     normalized: Mapping[str, np.ndarray],
     weights: Mapping[str, float],
