@@ -55,6 +55,12 @@ class EnsembleConfig(BaseModel):
         "times its mean log-prob after the same conversation with the last user message emptied. Text that is likely "
         "whatever the question (a generic opening) loses its edge; costs one more scoring pass per verifier per vote; 0: off.",
     )
+    contrast_rounds: int | None = Field(
+        None,
+        ge=1,
+        description="The contrast applies only in a response's first this many rounds, where its opening is chosen; later the "
+        "response itself carries what the question said, and the contrast would discount it. None: every round.",
+    )
 
     # -- whom to trust
     member_weights: dict[str, float] = Field(

@@ -159,6 +159,11 @@ class Judge:
         """Whether votes also score candidates without the question (``contrast_weight``)."""
         return self.config.contrast_weight > 0
 
+    def contrast_in(self, round_number: int) -> bool:
+        """Whether this round's vote uses the contrast (``contrast_rounds``: only the first rounds)."""
+        window = self.config.contrast_rounds
+        return self.wants_contrast and (window is None or round_number <= window)
+
     def scoring_candidates(self, candidates: list[Candidate]) -> list[Candidate]:
         """What verifiers score. Under ``end_of_turn_scoring="text_only"`` a finished candidate with text is
         scored on its text alone, like an unfinished one (an empty finished candidate keeps its end token)."""

@@ -238,7 +238,7 @@ class EnsembleRequest:
 
             def score(name: str) -> tuple[list[float], list[float] | None]:
                 conditional = self.sessions[name].score(self.response, scoring)
-                contrast = self.contrast.get(name)
+                contrast = self.contrast.get(name) if self.judge.contrast_in(self.rounds) else None
                 return conditional, None if contrast is None else contrast.score(self.response, scoring)
 
             both = self._each("score", verifiers, score)
@@ -255,10 +255,13 @@ class EnsembleRequest:
 
         def accept(name: str) -> None:
             self.sessions[name].accept(response, winner if name in scored else None, own_draft=name in proposers[winner])
-            if name in self.contrast:
+            if name in self.contrast and self.judge.contrast_in(self.rounds + 1):
                 self.contrast[name].accept(response, winner if name in free else None, own_draft=False)
 
         self._each("accept", self._healthy(), accept)
+        if self.contrast and self.judge.contrast_in(self.rounds) and not self.judge.contrast_in(self.rounds + 1):  # window over: free them
+            for session in self.contrast.values():
+                session.close()
         finish, response = self._finish_checks(verdict.chosen, response)
         if finish is None and self._expired():
             finish = "timeout"

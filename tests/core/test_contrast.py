@@ -71,6 +71,8 @@ def test_the_trace_keeps_both_scores():
 def test_contrast_weight_is_validated(value):
     with pytest.raises(ValidationError, match="contrast_weight"):
         EnsembleConfig(contrast_weight=value)
+    with pytest.raises(ValidationError, match="contrast_rounds"):
+        EnsembleConfig(contrast_rounds=0)
 
 
 # ---------------------------------------------------------------- the conversation it scores in
@@ -197,3 +199,20 @@ def test_concurrent_requests_pool_their_context_free_passes_too(random_members):
     voted = [r for result in results for r in result.trace.rounds if r.verifiers]
     assert voted and all(set(r.verifiers) <= set(r.candidates[0].context_free_logprobs) for r in voted)
     assert sum(t.text == a.text for t, a in zip(results, alone)) >= len(PROMPTS) - 1
+
+
+def test_a_contrast_window_scores_without_the_question_only_in_the_first_rounds(trio):
+    window = 1
+    ensemble = SpecFuse(trio, EnsembleConfig(max_new_tokens=60, contrast_weight=0.5, contrast_rounds=window))
+    with ensemble.stream(QUESTION) as stream:
+        request = stream.request
+        list(stream)
+    rounds = stream.result().trace.rounds
+    voted = [r for r in rounds if r.verifiers]
+    assert any(r.round <= window for r in voted) and any(r.round > window for r in voted)
+    for r in voted:
+        has_free = all(c.context_free_logprobs for c in r.candidates)
+        assert has_free == (r.round <= window)
+    calls = {name: session.counters.forward_calls for name, session in request.contrast.items()}
+    assert all(0 < n <= window for n in calls.values())  # no context-free pass after the window
+    assert request.contrast["qwen2"].cached_ids == []  # its cache was freed when the window closed
