@@ -121,17 +121,19 @@ def test_votes_carry_the_scores_a_fresh_session_without_the_question_gives(trio)
     assert result.text.startswith(response[: len(result.text)])
 
 
-def test_contrast_weighs_in_the_winner_and_costs_its_passes(trio):
+def test_votes_normalise_the_contrasted_scores_and_earlier_rounds_are_unchanged(trio):
     plain = SpecFuse(trio, EnsembleConfig(max_new_tokens=30)).generate(QUESTION)
     contrasted = SpecFuse(trio, EnsembleConfig(max_new_tokens=30, contrast_weight=1.0)).generate(QUESTION)
     assert all(not c.context_free_logprobs for r in plain.trace.rounds for c in r.candidates)
-    for round_trace in (r for r in contrasted.trace.rounds if r.verifiers):
+    voted = [r for r in contrasted.trace.rounds if r.verifiers]
+    assert voted
+    for round_trace in voted:
         for verifier in round_trace.verifiers:
             values = np.array([c.mean_logprobs[verifier] - c.context_free_logprobs[verifier] for c in round_trace.candidates])
             expected = np.exp(values - values.max()) / np.exp(values - values.max()).sum()
             assert [c.normalized[verifier] for c in round_trace.candidates] == pytest.approx(expected)
     first_vote = next(i for i, r in enumerate(plain.trace.rounds) if r.verifiers)
-    # up to the first vote both requests ran the same rounds; from then on the contrast passes cost calls
+    # the contrast only enters votes: up to the first one both requests ran the same rounds
     assert [r.candidates[r.winner].text for r in plain.trace.rounds[:first_vote]] == [
         r.candidates[r.winner].text for r in contrasted.trace.rounds[:first_vote]
     ]
