@@ -99,7 +99,6 @@ class EnsembleRequest:
         context-free contrast. Greedy and unconstrained: it only scores. A member that cannot start one
         is faulted like any member that fails to start."""
         free = without_question(conversation)
-        sampling = Sampling(0.0, 1.0, 0, None, 0)
         sessions: dict[str, MemberSession] = {}
         verifiers = self.judge.verifiers(list(self.sessions))
         for member in members:
@@ -107,7 +106,7 @@ class EnsembleRequest:
             if name not in verifiers:
                 continue
             try:
-                sessions[name] = member.start(free, sampling, reserved=self.reserve)
+                sessions[name] = member.start(free, Sampling(), reserved=self.reserve)
             except Exception as error:
                 self._record_fault(name, "start", error)
                 self.sessions.pop(name).close()
