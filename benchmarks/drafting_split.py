@@ -1,0 +1,75 @@
+"""Where shared drafting's time goes with N concurrent requests: per-request prefills against the shared
+decode passes. A figure script, not a timed test; run one timing benchmark at a time.
+
+Why: shared drafting (``local/batched_draft.py``) prefills each request on its own (the prompt in the
+first round, the accepted text the member has not seen yet in later ones) and shares only the
+decode passes. This wraps the three functions involved with timers, runs N greedy requests of the
+tiny preset at once, and prints their totals, which bounds what packing the prefills across
+requests could gain (docs/performance.md, "Batched rounds").
+
+    python benchmarks/drafting_split.py --concurrency 8 --max-new-tokens 16
+"""
+
+from __future__ import annotations
+
+import argparse
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+from batched_rounds import prompts
+
+from specfuse_core import EnsembleConfig, SpecFuse
+from specfuse_core.local import batched_draft
+from specfuse_core.local.session import LocalSession
+
+seconds: Counter[str] = Counter()
+calls: Counter[str] = Counter()
+
+
+def timed(label: str, function: Callable[..., Any]) -> Callable[..., Any]:
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        started = time.perf_counter()
+        try:
+            return function(*args, **kwargs)
+        finally:
+            seconds[label] += time.perf_counter() - started
+            calls[label] += 1
+
+    return wrapper
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--max-new-tokens", type=int, default=16)
+    args = parser.parse_args()
+
+    LocalSession.begin_draft = timed("prefills (begin_draft, one request each; in shared drafting and in rounds)", LocalSession.begin_draft)
+    batched_draft.decode_rows = timed("shared decode passes (decode_rows)", batched_draft.decode_rows)
+    batched_draft.draft_together = timed("shared drafting in all (draft_together)", batched_draft.draft_together)
+
+    ensemble = SpecFuse.from_preset("tiny", config=EnsembleConfig(max_new_tokens=args.max_new_tokens))
+    ensemble.generate("Warm up.", max_new_tokens=4)
+    seconds.clear()
+    calls.clear()
+
+    def answer(prompt: str) -> None:
+        ensemble.generate(prompt, max_new_tokens=args.max_new_tokens)
+
+    threads = [threading.Thread(target=answer, args=(prompt,)) for prompt in prompts(args.concurrency)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    wall = time.perf_counter() - started
+    print(f"{args.concurrency} concurrent requests, {args.max_new_tokens} new tokens each: {wall:.1f} s wall")
+    for label, total in seconds.items():
+        print(f"  {label}: {total:.1f} s in {calls[label]} calls ({total / wall:.0%} of wall)")
+
+
+if __name__ == "__main__":
+    main()
