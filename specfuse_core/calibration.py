@@ -43,7 +43,7 @@ class Calibration(BaseModel):
     """What ``specfuse calibrate`` fits, and the evidence it fitted it on."""
 
     member_weights: dict[str, float]
-    roles: dict[str, Literal["both", "draft", "verify"]] = Field(default_factory=dict)
+    roles: dict[str, Literal["both", "draft", "verify", "reserve"]] = Field(default_factory=dict)
     lead_member: str | None = None
     gate_threshold: float | None = Field(None, description="confidence gating threshold chosen on the dev set (None: no gating)")
     settings: dict[str, Any] = Field(
@@ -59,6 +59,12 @@ class Calibration(BaseModel):
     router: PromptRouter | None = Field(
         None, description="labelled prompts for per-input trust (routing.py); None: the same trust for every prompt"
     )
+    router_demotes_to: Literal["verify", "reserve"] = Field(
+        "verify",
+        description="the role the router gives a member it finds weak on a prompt: 'verify' (it only scores there) or "
+        "'reserve' (it also drafts in rounds the gate does not settle, so a lead left drafting alone is still checked by a "
+        "competing candidate). With 'reserve', a member this calibration itself makes verify-only stays verify-only.",
+    )
 
     def for_prompt(self, prompt: str) -> "Calibration":
         """This calibration with weights, roles and lead re-fitted on the labelled prompts most like
@@ -69,7 +75,16 @@ class Calibration(BaseModel):
         if local is None:
             return self
         fitted = fit_calibration(local, items=self.items or 1, sharpness=self.sharpness, verify_only_below=self.verify_only_below)
-        return self.model_copy(update={"member_weights": fitted.member_weights, "roles": fitted.roles, "lead_member": fitted.lead_member})
+        return self.model_copy(update={"member_weights": fitted.member_weights, "roles": self._routed_roles(fitted.roles), "lead_member": fitted.lead_member})
+
+    def _routed_roles(self, fitted: Mapping[str, str]) -> dict[str, str]:
+        """The router's roles for one prompt: as fitted, or (``router_demotes_to='reserve'``) its demotions
+        as reserves, while a member this calibration makes verify-only for every prompt stays so."""
+        if self.router_demotes_to == "verify":
+            return dict(fitted)
+        roles = {name: "reserve" if role == "verify" else role for name, role in fitted.items()}
+        roles.update({name: "verify" for name, role in self.roles.items() if role == "verify"})
+        return roles
 
     def config_fields(self) -> dict[str, Any]:
         """The EnsembleConfig fields this calibration sets."""

@@ -66,8 +66,11 @@ class EnsembleConfig(BaseModel):
     member_weights: dict[str, float] = Field(
         default_factory=dict, description="Prior weight of each member's vote (e.g. from `specfuse calibrate`); unnamed members weigh 1."
     )
-    roles: dict[str, Literal["both", "draft", "verify"]] = Field(
-        default_factory=dict, description="Per member: 'draft' proposes only, 'verify' scores only, 'both' (default) does both."
+    roles: dict[str, Literal["both", "draft", "verify", "reserve"]] = Field(
+        default_factory=dict,
+        description="Per member: 'draft' proposes only, 'verify' scores only, 'both' (default) does both. 'reserve' scores, "
+        "and under confidence gating also drafts in the rounds the gate does not settle (the lead unsure, or doubted by "
+        "the second opinion), so a lead that drafts alone still meets a competing candidate when it is doubted.",
     )
     gate_threshold: float | None = Field(
         None,

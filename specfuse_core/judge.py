@@ -112,20 +112,28 @@ class Judge:
 
     # ------------------------------------------------------------------ who drafts, who votes
     def drafters(self, active: Sequence[str]) -> list[str]:
-        """Active members allowed to draft (all of them if roles would leave nobody)."""
+        """Active members that draft every round (all of them if roles would leave nobody)."""
         roles = self.config.roles
-        return [n for n in active if roles.get(n, "both") != "verify"] or list(active)
+        return [n for n in active if roles.get(n, "both") not in ("verify", "reserve")] or list(active)
+
+    def reserves(self, active: Sequence[str], drafting: Sequence[str]) -> list[str]:
+        """Active 'reserve' members not already drafting: they draft only in rounds gating does not
+        settle, and only under gating (without a lead there is no such round)."""
+        if self.config.gate_threshold is None:
+            return []
+        roles = self.config.roles
+        return [n for n in active if roles.get(n, "both") == "reserve" and n not in drafting]
 
     def verifiers(self, pool: Sequence[str]) -> list[str]:
         """Members of ``pool`` allowed to score, less draft-only ones (unless that leaves no verifier)."""
         roles = self.config.roles
         return [n for n in pool if roles.get(n, "both") != "draft"] or list(pool)
 
-    def lead(self, drafting: Sequence[str]) -> str | None:
+    def lead(self, drafting: Sequence[str], reserves: Sequence[str] = ()) -> str | None:
         """The member that drafts first under confidence gating, when gating is on and it is drafting
-        alongside others: ``lead_member``, else the highest prior weight."""
+        alongside others (or alone with reserves behind it): ``lead_member``, else the highest prior weight."""
         config = self.config
-        if config.gate_threshold is None or len(drafting) < 2:
+        if config.gate_threshold is None or len(drafting) + len(reserves) < 2:
             return None
         lead = config.lead_member or max(drafting, key=lambda n: config.member_weights.get(n, 1.0))
         return lead if lead in drafting else None
@@ -222,11 +230,12 @@ class Judge:
     # ------------------------------------------------------------------ model exit
     def exits(self, active: Sequence[str], rounds: int) -> list[str]:
         """Members to leave after this round: after the warm-up, those whose share of cumulative quality
-        falls below the threshold (verify-only members propose nothing, so they never compete to stay)."""
+        falls below the threshold (verify-only and reserve members propose nothing in most rounds, so they
+        never compete to stay)."""
         config = self.config
         if not config.model_exit or rounds < config.exit_warmup_rounds or len(active) <= config.min_members:
             return []
-        verify_only = {n for n in active if config.roles.get(n, "both") == "verify"}
+        verify_only = {n for n in active if config.roles.get(n, "both") in ("verify", "reserve")}
         return members_to_exit(
             {n: self.quality[n] for n in active if n not in verify_only}, config.exit_temperature, config.exit_threshold, config.min_members
         )

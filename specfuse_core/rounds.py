@@ -292,7 +292,8 @@ class EnsembleRequest:
 
         Under gating the lead drafts first; if its own mean log-prob of its segment reaches
         ``gate_threshold`` the others neither draft nor vote this round (they catch up on the accepted
-        text in their next forward pass). Otherwise everyone drafts, the lead's draft included as is."""
+        text in their next forward pass). Otherwise everyone drafts, reserve members too, the lead's
+        draft included as is."""
         config = self.config
         drafts: dict[str, Draft] = {}
         while not drafts:  # members that fail are taken out; the rest draft (raises once nobody is left)
@@ -301,12 +302,13 @@ class EnsembleRequest:
             def draft(name: str) -> Draft:
                 return self.sessions[name].draft(self.response, config.segment_tokens, align=align)
 
-            lead = self.judge.lead(drafting)
+            lead = self.judge.lead(drafting, self._reserves(drafting))
             if lead is not None:
                 drafts = self._each("draft", [lead], draft)
                 if self.judge.confident(drafts.get(lead)) and self.judge.seconded(self._second_opinion(lead, drafts[lead])):
                     return drafts, True
-                drafts.update(self._each("draft", [n for n in self._drafters() if n != lead], draft))
+                others = self._drafters()
+                drafts.update(self._each("draft", [n for n in others + self._reserves(others) if n != lead], draft))
                 drafts = {n: drafts[n] for n in self.sessions if n in drafts}  # member order
             else:
                 drafts = self._each("draft", drafting, draft)
@@ -339,7 +341,7 @@ class EnsembleRequest:
         if self.done or self._expired():
             return []
         drafting, align = self._drafting_plan()
-        lead = self.judge.lead(drafting)
+        lead = self.judge.lead(drafting, self._reserves(drafting))
         names = [lead] if lead is not None else drafting
         return [(self.members[n], self.sessions[n], self.response, self.config.segment_tokens, align) for n in names]
 
@@ -350,6 +352,10 @@ class EnsembleRequest:
             if not drafters:
                 raise AllMembersFailedError(self.trace.faults, self.response, self.trace.skipped)
         return drafters
+
+    def _reserves(self, drafting: list[str]) -> list[str]:
+        """Reserve members that may join this round's drafting (not under a grammar they cannot follow)."""
+        return [n for n in self.judge.reserves(self.active, drafting) if n not in self.verify_only]
 
     def _verifiers_besides(self, drafters: list[str]) -> list[str]:
         return [n for n in self._verifiers() if n not in drafters]

@@ -210,6 +210,10 @@ def add_calibrate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--gate-threshold", type=float, default=None, help="record a confidence-gating threshold (mean log-prob of the lead's segment) in the file")
     parser.add_argument("--setting", action="append", default=[], metavar="FIELD=VALUE", help="record another EnsembleConfig setting evaluated with this calibration (repeatable)")
     parser.add_argument("--router", action="store_true", help="also store each labelled prompt with the members' outcomes, so trust is re-fitted per prompt on its nearest labelled prompts")
+    parser.add_argument(
+        "--router-demotes-to", choices=("verify", "reserve"), default="verify",
+        help="role of a member the router finds weak on a prompt: verify only, or reserve (also drafts when the gate does not settle a round)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -277,6 +281,9 @@ def run_calibrate_command(args: argparse.Namespace, err, argv: Sequence[str] | N
             from ..routing import PromptRouter, RoutedItem
 
             extra["router"] = PromptRouter(items=[RoutedItem(prompt=p, correct=c) for p, c in outcomes.values()])
+            extra["router_demotes_to"] = args.router_demotes_to
+        elif args.router_demotes_to != "verify":
+            raise ValueError("--router-demotes-to needs --router (without a router nothing is demoted per prompt)")
         if args.gate_threshold is not None:
             extra["gate_threshold"] = args.gate_threshold
         calibration = calibration.model_copy(update=extra)

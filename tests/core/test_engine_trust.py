@@ -118,6 +118,31 @@ def test_session_scores_mean_or_min_of_the_same_token_logprobs(trio):
     assert all(lo <= m + 1e-6 for lo, m in zip(mins, means)) and mins[0] < means[0] - 1e-3
 
 
+def test_a_reserve_drafts_only_when_the_lone_leads_segment_is_doubted(trio):
+    """A lone drafter with a reserve behind it: with a check that always agrees the lead decodes alone
+    and the reserve only scores; with one that never agrees the reserve drafts and every round votes."""
+    config = EnsembleConfig(
+        max_new_tokens=20, segment_tokens=5, gate_threshold=-1e9, lead_member="qwen2",
+        roles={"llama": "reserve", "gemma3": "verify"}, member_weights={"llama": 0.9, "gemma3": 0.2},
+    )
+    agreeing = SpecFuse(trio, config.with_overrides(gate_check_threshold=-1e9)).generate(QUESTION)
+    assert all(r.gated and r.active_members == ["qwen2"] and list(r.gate_check) == ["llama"] for r in agreeing.trace.rounds)
+    assert agreeing.usage.members["llama"].drafted_tokens == 0
+    doubting = SpecFuse(trio, config.with_overrides(gate_check_threshold=0.0)).generate(QUESTION)
+    assert doubting.trace.rounds and all(not r.gated and r.active_members == ["llama", "qwen2"] for r in doubting.trace.rounds)
+    assert all(set(r.verifiers) == {"llama", "qwen2", "gemma3"} for r in doubting.trace.rounds if r.verifiers)
+    assert doubting.usage.members["llama"].drafted_tokens > 0 and doubting.usage.members["gemma3"].drafted_tokens == 0
+
+
+def test_a_reserve_joins_an_unsure_lead_and_without_gating_only_verifies(trio):
+    roles = {"llama": "reserve", "gemma3": "verify"}
+    unsure = SpecFuse(trio, EnsembleConfig(max_new_tokens=16, gate_threshold=0.0, lead_member="qwen2", roles=roles)).generate(QUESTION)
+    assert unsure.trace.rounds and all(r.active_members == ["llama", "qwen2"] for r in unsure.trace.rounds)
+    ungated = SpecFuse(trio, EnsembleConfig(max_new_tokens=16, roles=roles)).generate(QUESTION)
+    assert ungated.usage.members["llama"].drafted_tokens == 0
+    assert all(r.active_members == ["qwen2"] for r in ungated.trace.rounds)
+
+
 def test_gating_lead_defaults_to_the_heaviest_member(trio):
     config = EnsembleConfig(max_new_tokens=12, gate_threshold=-1e9, member_weights={"gemma3": 3.0})
     result = SpecFuse(trio, config).generate(QUESTION)

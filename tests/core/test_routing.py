@@ -69,6 +69,32 @@ def test_a_calibration_refits_lead_weights_and_roles_per_prompt():
     assert Calibration(member_weights={"a": 1.0}).for_prompt("anything") is not None
 
 
+def test_the_router_can_demote_to_reserve_but_never_lets_a_verify_only_member_draft(tmp_path):
+    """``router_demotes_to="reserve"``: the member the router finds weak on a prompt becomes a reserve;
+    a member the calibration makes verify-only everywhere stays so, even where the router rates it."""
+    items = [RoutedItem(prompt=p, correct={"small": True, "big": False, "base": True}) for p in SUMS]
+    items += [RoutedItem(prompt=p, correct={"small": False, "big": True, "base": False}) for p in WORDS]
+    calibration = Calibration(
+        member_weights={"small": 0.6, "big": 1.0, "base": 0.3}, roles={"base": "verify"}, lead_member="big", gate_threshold=-0.7,
+        items=20, router=PromptRouter(items=items, neighbours=5), router_demotes_to="reserve",
+    )
+    sums = calibration.for_prompt("Ann has 30 pears and buys 9 more. How many pears does Ann have now?")
+    assert sums.lead_member == "small" and sums.roles == {"big": "reserve", "base": "verify"}  # base is right here, still verify
+    words = calibration.for_prompt("Answer with one word only: what colour is the sea?")
+    assert words.roles == {"small": "reserve", "base": "verify"}
+    plain = calibration.model_copy(update={"router_demotes_to": "verify"}).for_prompt("Answer with one word only: what colour is the sea?")
+    assert plain.roles == {"small": "verify", "base": "verify"}
+    path = calibration.save(tmp_path / "reserve.json")
+    assert Calibration.load(path).router_demotes_to == "reserve"
+    with pytest.raises(CalibrationFileError, match="router_demotes_to"):
+        Calibration.load(_write(tmp_path / "bad.json", {**json.loads(path.read_text()), "router_demotes_to": "draft"}))
+
+
+def _write(path, content):
+    path.write_text(json.dumps(content), encoding="utf-8")
+    return path
+
+
 def test_a_routing_calibration_round_trips_and_checks_its_members(tmp_path):
     calibration = Calibration(member_weights={"small": 0.6, "big": 1.0}, lead_member="big", items=20, router=router())
     assert Calibration.load(calibration.save(tmp_path / "cal.json")) == calibration

@@ -113,6 +113,23 @@ def test_the_second_opinion_is_the_most_trusted_other_verifier():
     assert off.second_opinion("a", ["a", "b"], 1) is None and off.seconded(-50.0)
 
 
+def test_reserves_draft_only_behind_a_gating_lead_and_never_compete_to_stay():
+    from specfuse_core.judge import Judge
+
+    config = EnsembleConfig(gate_threshold=-1.0, lead_member="a", roles={"b": "reserve", "c": "verify"}, model_exit=True, exit_warmup_rounds=1, min_members=1)
+    judge = Judge(config, HedgeWeights(["a", "b", "c"], 1.0, {}), ["a", "b", "c"], "")
+    assert judge.drafters(["a", "b", "c"]) == ["a"]
+    assert judge.reserves(["a", "b", "c"], ["a"]) == ["b"]
+    assert judge.lead(["a"]) is None and judge.lead(["a"], ["b"]) == "a"  # alone, but with a reserve behind it
+    assert judge.verifiers(["a", "b", "c"]) == ["a", "b", "c"]
+    judge.quality.update({"a": 5.0, "b": -50.0, "c": -50.0})
+    assert judge.exits(["a", "b", "c"], 3) == []  # b and c propose in few or no rounds: not judged on them
+    ungated = Judge(EnsembleConfig(roles={"b": "reserve"}), HedgeWeights(["a", "b"], 1.0, {}), ["a", "b"], "")
+    assert ungated.reserves(["a", "b"], ["a"]) == [] and ungated.lead(["a"], []) is None
+    everyone = Judge(EnsembleConfig(gate_threshold=-1.0, roles={"a": "reserve", "b": "reserve"}), HedgeWeights(["a", "b"], 1.0, {}), ["a", "b"], "")
+    assert everyone.drafters(["a", "b"]) == ["a", "b"] and everyone.reserves(["a", "b"], ["a", "b"]) == []  # nobody left to lead: all draft
+
+
 def test_the_second_opinion_runs_only_in_its_window_of_first_rounds():
     from specfuse_core.judge import Judge
 

@@ -93,6 +93,15 @@ def test_calibrate_with_router_keeps_each_prompt_and_its_verdicts(tmp_path):
     ]
 
 
+def test_calibrate_records_the_routers_demotion_role(tmp_path, capsys):
+    run = _run(tmp_path / "members", {"a": {"fact-00": True, "fact-01": False}, "b": {"fact-00": False, "fact-01": True}})
+    out = tmp_path / "cal.json"
+    assert main(["calibrate", "--from-run", str(run), "--router", "--router-demotes-to", "reserve", "--out", str(out)]) == 0
+    assert Calibration.load(out).router_demotes_to == "reserve"
+    assert main(["calibrate", "--from-run", str(run), "--router-demotes-to", "reserve", "--out", str(tmp_path / "no.json")]) == 2
+    assert "needs --router" in capsys.readouterr().err and not (tmp_path / "no.json").exists()
+
+
 def test_leave_one_out_needs_a_routing_calibration(tmp_path, capsys):
     run = _run(tmp_path / "members", {"a": {"fact-00": True}, "b": {"fact-00": False}})
     plain = tmp_path / "plain.json"
