@@ -4,6 +4,7 @@ latency, and a byte-for-byte check against sequential outputs. A figure script, 
     python benchmarks/batched_rounds.py                      # tiny preset, CPU, N = 1 2 4 8
     python benchmarks/batched_rounds.py --concurrency 1 2 4 8 16 --max-new-tokens 48
     python benchmarks/batched_rounds.py --no-pooled-scoring                  # share drafting passes only
+    python benchmarks/batched_rounds.py --no-pooled-drafting                 # pool scoring, not the drafts inside rounds
     python benchmarks/batched_rounds.py --random-members DIR --device cuda:0 --decode-block 64 --concurrency 1 8 32 64
 
 ``--random-members DIR``: DIR holds smol/, gemma/, qwen/, each a config.json plus tokenizer files
@@ -70,11 +71,12 @@ def time_split(runs: list[dict], before: dict, after: dict, wall: float) -> dict
     their (unshared) drafting, their scoring, and the rest (accepting, judging, bookkeeping). With
     pooled scoring the rounds wait for each other, so their own timings overlap: then the split is
     the pooled scoring passes and everything else the rounds did."""
-    delta = {k: after[k] - before[k] for k in ("prepare_seconds", "step_seconds", "pooled_scoring_seconds")}
+    delta = {k: after[k] - before[k] for k in ("prepare_seconds", "step_seconds", "pooled_scoring_seconds", "pooled_drafting_seconds")}
     split = {"rounds": sum(r["rounds"] for r in runs), "shared_drafting_s": round(delta["prepare_seconds"], 2)}
     if delta["pooled_scoring_seconds"] > 0:
-        split.update(pooled_scoring_s=round(delta["pooled_scoring_seconds"], 2),
-                     rest_of_rounds_s=round(delta["step_seconds"] - delta["pooled_scoring_seconds"], 2))
+        pooled = delta["pooled_scoring_seconds"] + delta["pooled_drafting_seconds"]
+        split.update(pooled_scoring_s=round(delta["pooled_scoring_seconds"], 2), pooled_drafting_s=round(delta["pooled_drafting_seconds"], 2),
+                     rest_of_rounds_s=round(delta["step_seconds"] - pooled, 2))
     else:
         draft, verify = sum(r["draft_s"] for r in runs), sum(r["verify_s"] for r in runs)
         split.update(round_drafting_s=round(draft, 2), scoring_s=round(verify, 2),
@@ -108,12 +110,13 @@ def main() -> None:
     parser.add_argument("--alone-requests", type=int, default=None,
                         help="run only the first K prompts alone (default: all); outputs are compared where a lone one exists")
     parser.add_argument("--no-pooled-scoring", action="store_true", help="share drafting passes only (EnsembleConfig.pooled_scoring=False)")
+    parser.add_argument("--no-pooled-drafting", action="store_true", help="pool scoring but not the drafts inside rounds (EnsembleConfig.pooled_drafting=False)")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
 
     dtype = getattr(torch, args.dtype)
     top = max(args.concurrency)
-    config = EnsembleConfig(max_batch_requests=max(top, 1), pooled_scoring=not args.no_pooled_scoring)
+    config = EnsembleConfig(max_batch_requests=max(top, 1), pooled_scoring=not args.no_pooled_scoring, pooled_drafting=not args.no_pooled_drafting)
     if args.random_members:
         ensemble = SpecFuse(random_members(args.random_members, args.device, dtype, args.layers, args.decode_block), config)
     else:
@@ -171,7 +174,7 @@ def main() -> None:
         "device": args.device, "device_name": torch.cuda.get_device_name(args.device) if args.device.startswith("cuda") else "cpu",
         "torch": torch.__version__, "transformers": __import__("transformers").__version__,
         "dtype": args.dtype, "layers": args.layers, "members": [m.name for m in ensemble.members], "max_new_tokens": args.max_new_tokens,
-        "decode_block": args.decode_block, "pooled_scoring": not args.no_pooled_scoring, "torch_threads": torch.get_num_threads(),
+        "decode_block": args.decode_block, "pooled_scoring": not args.no_pooled_scoring, "pooled_drafting": not args.no_pooled_drafting, "torch_threads": torch.get_num_threads(),
         "alone": {"requests": alone_count, "tokens_per_s": round(alone_rate, 2),
                   "first_segment_s": round(statistics.mean(f for f, _ in alone_lat), 2),
                   "per_segment_s": mean_or_none([p for _, p in alone_lat]),

@@ -3,9 +3,12 @@ decode passes. A figure script, not a timed test; run one timing benchmark at a 
 
 Why: shared drafting (``local/batched_draft.py``) prefills each request on its own (the prompt in the
 first round, the accepted text the member has not seen yet in later ones) and shares only the
-decode passes. This wraps the three functions involved with timers, runs N greedy requests of the
+decode passes. This wraps the functions involved with timers, runs N greedy requests of the
 tiny preset at once, and prints their totals, which bounds what packing the prefills across
-requests could gain (docs/performance.md, "Batched rounds").
+requests could gain (docs/performance.md, "Batched rounds"). It also times the drafts a round makes
+on its own (the other drafters after an unsure or doubted lead, not shared across requests) and the
+pooled scoring passes, which bounds what sharing those drafts too could gain. Totals are summed
+over the requests' threads, so shares of wall can overlap.
 
     python benchmarks/drafting_split.py --concurrency 8 --max-new-tokens 16
 """
@@ -22,7 +25,7 @@ from typing import Any
 from batched_rounds import prompts
 
 from specfuse_core import EnsembleConfig, SpecFuse
-from specfuse_core.local import batched_draft
+from specfuse_core.local import batched_draft, batched_score
 from specfuse_core.local.session import LocalSession
 
 seconds: Counter[str] = Counter()
@@ -50,6 +53,8 @@ def main() -> None:
     LocalSession.begin_draft = timed("prefills (begin_draft, one request each; in shared drafting and in rounds)", LocalSession.begin_draft)
     batched_draft.decode_rows = timed("shared decode passes (decode_rows)", batched_draft.decode_rows)
     batched_draft.draft_together = timed("shared drafting in all (draft_together)", batched_draft.draft_together)
+    LocalSession.draft = timed("drafts inside rounds, one request each (LocalSession.draft, prefill included)", LocalSession.draft)
+    batched_score.score_together = timed("pooled scoring passes (score_together)", batched_score.score_together)
 
     ensemble = SpecFuse.from_preset("tiny", config=EnsembleConfig(max_new_tokens=args.max_new_tokens))
     ensemble.generate("Warm up.", max_new_tokens=4)

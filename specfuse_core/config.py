@@ -121,6 +121,12 @@ class EnsembleConfig(BaseModel):
         description="Concurrent requests' rounds also share their scoring passes (one pass per member for the batch; "
         "docs/architecture.md, 'Concurrency'). An ensemble setting, like max_batch_requests.",
     )
+    pooled_drafting: bool = Field(
+        True,
+        description="With pooled_scoring, the drafts a round adds after an unsure or doubted lead also run in passes shared "
+        "with the batch's other requests (the lead's own draft is shared before the rounds start either way). An "
+        "ensemble setting, like max_batch_requests.",
+    )
 
     # -- bad input and reliability
     context_overflow: Literal["error", "skip_member"] = "error"

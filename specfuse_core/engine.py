@@ -66,7 +66,9 @@ class SpecFuse:
         self._own_config = config  # before the calibration: each request is calibrated from what it sets itself
         self.config = self._calibrated(config)
         # rounds of concurrent requests run together, in arrival order (docs/reliability.md)
-        self._rounds = RoundScheduler(self.config.max_batch_requests, share_drafts, pool_scoring=self.config.pooled_scoring)
+        self._rounds = RoundScheduler(
+            self.config.max_batch_requests, share_drafts, pool_scoring=self.config.pooled_scoring, pool_drafts=self.config.pooled_drafting
+        )
         # kept across requests if persist_weights; starts from the calibrated prior weights
         self._weights = HedgeWeights(names, self.config.hedge_learning_rate, self.config.member_weights)
 
@@ -124,9 +126,10 @@ class SpecFuse:
     def batching(self) -> dict[str, float]:
         """Counters of the round scheduler: ``batches`` run, ``batched_rounds`` (rounds that ran
         alongside another request's, sharing drafting passes), ``shared_scoring_passes`` (pooled
-        scoring passes that served several requests), and the seconds spent in shared drafting
+        scoring passes that served several requests), ``shared_round_drafts`` (members whose drafts
+        inside rounds ran in shared passes, counted per wave), and the seconds spent in shared drafting
         (``prepare_seconds``), in the requests' own rounds (``step_seconds``) and, within those, in
-        pooled scoring passes (``pooled_scoring_seconds``)."""
+        pooled scoring passes (``pooled_scoring_seconds``) and pooled drafts (``pooled_drafting_seconds``)."""
         return self._rounds.stats()
 
     # ------------------------------------------------------------------ token counting

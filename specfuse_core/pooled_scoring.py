@@ -9,6 +9,10 @@ batch is parked or finished, the parked passes run, one forward pass per member 
 that wait on it, and the rounds resume in turn. Only model work is shared: every request plans,
 judges and accepts on its own, and an error in a shared pass is a fault of that member in each
 request that was in it. Torch-free: the member's ``score_together`` does the model work.
+
+The drafts a round adds after its lead (the other drafters, when the lead is unsure or doubted) park
+here the same way (:meth:`ScoringPool.draft`) and run in shared decode passes
+(:func:`.shared_drafts.draft_in_shared_passes`) before the round drafts: its sessions then hold them.
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
+
+from .shared_drafts import DraftCall, draft_in_shared_passes
 
 logger = logging.getLogger(__name__)
 
@@ -32,14 +38,19 @@ def current_pool() -> "ScoringPool | None":
 
 
 class ScoringPool:
-    def __init__(self, count: int) -> None:
+    def __init__(self, count: int, pool_drafts: bool = True) -> None:
+        """``pool_drafts``: rounds also park the drafts they add after their lead (:meth:`draft`)."""
+        self.pool_drafts = pool_drafts
         self._cond = threading.Condition()
         self._turn = 0
         self._state = [_READY] * count
         self._parked: dict[int, tuple[Any, Any]] = {}  # index -> (session, job)
+        self._parked_drafts: dict[int, list[DraftCall]] = {}  # index -> the round's draft calls
         self._outcomes: dict[int, tuple[Any, BaseException | None]] = {}
-        self.shared_passes = 0  # forward passes that served two or more requests (for tests)
-        self.seconds = 0.0  # time in the parked passes (for benchmarks)
+        self.shared_passes = 0  # scoring passes that served two or more requests (for tests)
+        self.shared_drafts = 0  # members whose parked drafts ran in shared passes, per wave (for tests)
+        self.seconds = 0.0  # time in the parked scoring passes (for benchmarks)
+        self.draft_seconds = 0.0  # time in the parked drafts (for benchmarks)
         self.started = 0  # rounds whose thread started (in order; the rest never ran)
 
     def run(self, rounds: Sequence[Callable[[], None]]) -> None:
@@ -82,6 +93,21 @@ class ScoringPool:
             raise error
         return session.finish_score(job, logprobs)
 
+    def draft(self, calls: Sequence[DraftCall]) -> None:
+        """A round's drafts after its lead: park them until the batch's parked work runs (in shared
+        passes where another request drafts on the same member); the round then drafts as usual and
+        finds them held by its sessions."""
+        index = _local.index
+        with self._cond:
+            self._parked_drafts[index] = list(calls)
+            self._state[index] = _PARKED
+            self._pass_turn(index)
+            while not (self._state[index] == _READY and self._turn == index):
+                self._cond.wait()
+            _, error = self._outcomes.pop(index, (None, None))
+        if error is not None:
+            raise error
+
     # ------------------------------------------------------------------ turns
     def _take_part(self, index: int, round_: Callable[[], None]) -> None:
         _local.pool, _local.index = self, index
@@ -106,22 +132,38 @@ class ScoringPool:
                 self._turn = nxt
                 self._cond.notify_all()
                 return
-        if self._parked:
-            released = sorted(self._parked)
-            began = time.perf_counter()
+        if self._parked or self._parked_drafts:
+            released = sorted(set(self._parked) | set(self._parked_drafts))
             try:
-                self._run_parked()
+                self._run_parked_drafts()
+                began = time.perf_counter()
+                try:
+                    self._run_parked()
+                finally:
+                    self.seconds += time.perf_counter() - began
             except BaseException as error:  # whatever stopped the passes, no parked round waits forever
                 for i in released:
                     self._outcomes.setdefault(i, (None, error))
                 self._parked.clear()
+                self._parked_drafts.clear()
                 raise
             finally:
-                self.seconds += time.perf_counter() - began
                 for i in released:
                     self._state[i] = _READY
                 self._turn = released[0]
         self._cond.notify_all()
+
+    def _run_parked_drafts(self) -> None:
+        """The parked draft calls, grouped by member, in shared passes (a lone call is left to its round)."""
+        if not self._parked_drafts:
+            return
+        calls = [call for index in sorted(self._parked_drafts) for call in self._parked_drafts[index]]
+        self._parked_drafts.clear()
+        began = time.perf_counter()
+        try:
+            self.shared_drafts += draft_in_shared_passes(calls)
+        finally:
+            self.draft_seconds += time.perf_counter() - began
 
     def _run_parked(self) -> None:
         """One pass per member for the parked jobs on it (a lone job runs its session's own pass)."""

@@ -23,8 +23,10 @@ from .errors import AllMembersFailedError, ContextWindowExceededError, NoCandida
 from .judge import Judge, RoundVerdict, merge_drafts
 from .messages import Conversation, last_user_text, without_question
 from .output import FinalOutput, OutputSpec
+from .pooled_scoring import current_pool
 from .results import FaultPhase, GenerationResult, MemberFault, SegmentEvent, Trace, Usage
 from .scoring import HedgeWeights
+from .shared_drafts import can_share
 from .text_align import end_of_turn_holdback, end_of_turn_position, stop_holdback, stop_position
 
 logger = logging.getLogger(__name__)
@@ -308,11 +310,23 @@ class EnsembleRequest:
                 if self.judge.confident(drafts.get(lead)) and self.judge.seconded(self._second_opinion(lead, drafts[lead])):
                     return drafts, True
                 others = self._drafters()
-                drafts.update(self._each("draft", [n for n in others + self._reserves(others) if n != lead], draft))
+                later = [n for n in others + self._reserves(others) if n != lead]
+                self._pool_drafts(later, align)
+                drafts.update(self._each("draft", later, draft))
                 drafts = {n: drafts[n] for n in self.sessions if n in drafts}  # member order
             else:
                 drafts = self._each("draft", drafting, draft)
         return drafts, False
+
+    def _pool_drafts(self, names: list[str], align: bool) -> None:
+        """In a batch of rounds (:mod:`.pooled_scoring`), run these drafts in passes shared with the other
+        requests' before drafting: the sessions then hold them, and ``draft`` returns them as made alone."""
+        pool = current_pool()
+        if pool is None or not pool.pool_drafts:
+            return
+        calls = [(self.members[n], self.sessions[n], self.response, self.config.segment_tokens, align) for n in names]
+        if any(can_share(member) for member, *_ in calls):
+            pool.draft(calls)
 
     def _second_opinion(self, lead: str, draft: Draft) -> float | None:
         """The checking member's mean (or, by ``gate_check_statistic``, minimum) token log-prob of the

@@ -3,7 +3,7 @@
 Every caller that wants a round queues a ticket (FIFO). Whoever finds no batch running becomes the
 leader: it takes up to ``max_batch`` tickets from the front of the queue, lets ``prepare`` share work
 between them (batched drafting, :mod:`.shared_drafts`), runs the requests' rounds (one after another,
-or with ``pool_scoring`` in turns, their scoring passes pooled: :mod:`.pooled_scoring`), hands every
+or with ``pool_scoring`` in turns, their scoring passes and later drafts pooled: :mod:`.pooled_scoring`), hands every
 ticket its event or error and wakes the owners. Requests join and leave between rounds; each round
 is still one request's own ``step()``, so results, usage, faults and timeouts stay per request.
 
@@ -41,12 +41,15 @@ class _Ticket:
 
 class RoundScheduler:
     def __init__(
-        self, max_batch: int, prepare: Callable[[Sequence[EnsembleRequest]], None], gather_s: float = 0.05, pool_scoring: bool = True
+        self, max_batch: int, prepare: Callable[[Sequence[EnsembleRequest]], None], gather_s: float = 0.05, pool_scoring: bool = True,
+        pool_drafts: bool = True,
     ) -> None:
-        """``pool_scoring``: a batch's rounds also share their scoring passes (:mod:`.pooled_scoring`)."""
+        """``pool_scoring``: a batch's rounds also share their scoring passes (:mod:`.pooled_scoring`);
+        ``pool_drafts``: then also the drafts they add after their lead."""
         self.max_batch = max_batch
         self.prepare = prepare
         self.pool_scoring = pool_scoring
+        self.pool_drafts = pool_drafts
         self.gather_s = gather_s
         self._cond = threading.Condition()
         self._queue: deque[_Ticket] = deque()
@@ -56,6 +59,8 @@ class RoundScheduler:
         self.batched_rounds = 0  # rounds that ran in a batch of two or more
         self.shared_scoring_passes = 0  # pooled scoring passes that served two or more requests
         self.pooled_scoring_seconds = 0.0  # time in pooled scoring passes (part of step_seconds)
+        self.shared_round_drafts = 0  # members whose drafts inside rounds ran in shared passes, per wave
+        self.pooled_drafting_seconds = 0.0  # time in those pooled drafts (part of step_seconds)
         self.prepare_seconds = 0.0  # time in ``prepare`` (shared drafting), for benchmarks
         self.step_seconds = 0.0  # time in the requests' own rounds
 
@@ -134,12 +139,14 @@ class RoundScheduler:
 
             return run
 
-        pool = ScoringPool(len(batch))
+        pool = ScoringPool(len(batch), pool_drafts=self.pool_drafts)
         try:
             pool.run([round_of(t) for t in batch])
         finally:
             self.shared_scoring_passes += pool.shared_passes
             self.pooled_scoring_seconds += pool.seconds
+            self.shared_round_drafts += pool.shared_drafts
+            self.pooled_drafting_seconds += pool.draft_seconds
             with self._cond:  # rounds that never started (a failed thread start) run in a later batch
                 self._queue.extendleft(reversed(batch[pool.started :]))
 
@@ -176,4 +183,5 @@ class RoundScheduler:
 
     def stats(self) -> dict[str, float]:
         return {"batches": self.batches, "batched_rounds": self.batched_rounds, "shared_scoring_passes": self.shared_scoring_passes,
-                "prepare_seconds": self.prepare_seconds, "step_seconds": self.step_seconds, "pooled_scoring_seconds": self.pooled_scoring_seconds}
+                "shared_round_drafts": self.shared_round_drafts, "prepare_seconds": self.prepare_seconds, "step_seconds": self.step_seconds,
+                "pooled_scoring_seconds": self.pooled_scoring_seconds, "pooled_drafting_seconds": self.pooled_drafting_seconds}

@@ -214,3 +214,23 @@ def test_rows_as_needed_match_the_lone_step_up_to_last_bits(random_members):
     assert together.shape[0] == 4
     for row, alone in zip(together, lone):
         torch.testing.assert_close(row.float(), alone, atol=1e-3, rtol=1e-3)
+
+
+def test_drafts_after_an_unsure_lead_meet_in_shared_passes_and_change_nothing(trio):
+    """At the strictest gate every lead is unsure, so every round's other drafters draft inside the
+    round: those drafts park in the batch's pool and run in shared passes, and each request still gets,
+    byte for byte and call for call, what it gets alone."""
+    config = EnsembleConfig(gate_threshold=0.0, lead_member="qwen2")
+    alone = SpecFuse(trio, config)
+    sequential = [alone.generate(p, max_new_tokens=TOKENS) for p in PROMPTS]
+    ensemble = SpecFuse(trio, config)
+    results = _concurrently(ensemble, PROMPTS)
+    assert ensemble.batching["shared_round_drafts"] > 0 and ensemble.batching["pooled_drafting_seconds"] > 0
+    for lone, together in zip(sequential, results):
+        assert together.text == lone.text and together.finish_reason == lone.finish_reason
+        for name, used in together.usage.members.items():
+            assert used.drafted_tokens == lone.usage.members[name].drafted_tokens
+            assert used.forward_calls == lone.usage.members[name].forward_calls
+    off = SpecFuse(trio, config.with_overrides(pooled_drafting=False))
+    assert [r.text for r in _concurrently(off, PROMPTS[:3])] == [r.text for r in sequential[:3]]
+    assert off.batching["shared_round_drafts"] == 0 and off.batching["batched_rounds"] > 0

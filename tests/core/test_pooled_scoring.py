@@ -154,6 +154,46 @@ def test_turns_run_each_parked_pass_once_grouped_by_member():
     assert pool.shared_passes == 1
 
 
+class _FakeDrafter:
+    """A member that shares drafts: records each shared call's requests."""
+
+    row_invariant = True
+
+    def __init__(self, name, log):
+        self.name, self.log = name, log
+
+    def draft_together(self, jobs):
+        self.log.append(("drafts", self.name, sorted(session.request for session, *_ in jobs)))
+
+
+def test_parked_drafts_run_shared_per_member_alongside_parked_scoring():
+    log = []
+    a, b, scorer = _FakeDrafter("a", log), _FakeDrafter("b", log), _FakeMember("s", log)
+    pool = ScoringPool(3)
+    out = {}
+
+    def drafting(i, members):
+        def run():
+            pool.draft([(m, _FakeSession(m, i, log), "", 4, True) for m in members])
+            out[i] = pool.score(_FakeSession(scorer, i, log), "", ["x"], "mean")
+
+        return run
+
+    def scoring(i):
+        def run():
+            out[i] = pool.score(_FakeSession(scorer, i, log), "", ["x"], "mean")
+
+        return run
+
+    # rounds 0 and 1 draft on a (and 0 on b too) while round 2 scores: one wave runs the shared drafts on
+    # a (b has one call: left to its round) and round 2's pass; the next wave scores 0 and 1 together
+    pool.run([drafting(0, [a, b]), drafting(1, [a]), scoring(2)])
+    assert out == {0: [0.0], 1: [1.0], 2: [2.0]}
+    work = [entry for entry in log if entry[0] in ("drafts", "together", "alone")]
+    assert work == [("drafts", "a", [0, 1]), ("alone", "s", 2), ("together", "s", [0, 1])]
+    assert pool.shared_drafts == 1 and pool.shared_passes == 1 and pool.draft_seconds > 0
+
+
 def test_an_error_in_a_round_does_not_stall_the_others():
     log = []
     a = _FakeMember("a", log)
