@@ -60,7 +60,7 @@ def test_every_ensemble_setting_is_accepted_by_name_with_the_core_default():
         member_weights={"a": 2.0}, roles={"a": "verify"}, gate_threshold=-0.5, gate_check_threshold=-2.0, gate_check_statistic="min", gate_check_rounds=3, lead_member="a",
         counting_member="a", model_exit=True,
         exit_warmup_rounds=2, exit_temperature=0.5, exit_threshold=0.1, min_members=2, exited_members_verify=True,
-        context_overflow="skip_member", timeout_s=3.0, max_batch_requests=4, pooled_scoring=False,
+        context_overflow="skip_member", timeout_s=3.0, max_batch_requests=4, pooled_scoring=False, pooled_drafting=False,
     )
     assert set(custom.model_fields_set) == set(EnsembleConfig.model_fields), "give every field a non-default value"
     llm = SpecFuseLLM(context_window=4096, **custom.model_dump())
