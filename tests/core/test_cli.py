@@ -80,3 +80,30 @@ def test_chat_flag_defaults_are_the_config_defaults():
     assert (args.max_tokens, args.temperature, args.top_p, args.seed, args.segment_tokens, args.weighting) == (
         defaults.max_new_tokens, defaults.temperature, defaults.top_p, defaults.seed, defaults.segment_tokens, defaults.weighting
     )
+
+
+_WITHOUT_SERVE_EXTRA = """
+import importlib.abc, sys
+
+class Missing(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("starlette", "uvicorn"):
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return None
+
+sys.meta_path.insert(0, Missing())
+from specfuse_core.cli import main
+assert main(["chat", "hi", "--temperature", "-1"]) == 2  # the CLI works without the serve extra
+sys.exit(main(["serve", "--port", "0"]))
+"""
+
+
+def test_the_cli_works_without_the_serve_extra_and_serve_says_what_is_missing():
+    """The README's first command installs only the ``tiny`` extra: ``specfuse chat`` must not need
+    Starlette, and ``specfuse serve`` names the extra to install, in one line."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", _WITHOUT_SERVE_EXTRA], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert "specfuse serve needs the serve extra" in done.stderr and "Traceback" not in done.stderr
