@@ -63,7 +63,8 @@ class Calibration(BaseModel):
         "verify",
         description="the role the router gives a member it finds weak on a prompt: 'verify' (it only scores there) or "
         "'reserve' (it also drafts in rounds the gate does not settle, so a lead left drafting alone is still checked by a "
-        "competing candidate). With 'reserve', a member this calibration itself makes verify-only stays verify-only.",
+        "competing candidate). With 'reserve', a member this calibration itself makes verify-only stays verify-only and "
+        "never leads; the lead and roles are then fitted among the other members.",
     )
 
     def for_prompt(self, prompt: str) -> "Calibration":
@@ -75,16 +76,24 @@ class Calibration(BaseModel):
         if local is None:
             return self
         fitted = fit_calibration(local, items=self.items or 1, sharpness=self.sharpness, verify_only_below=self.verify_only_below)
-        return self.model_copy(update={"member_weights": fitted.member_weights, "roles": self._routed_roles(fitted.roles), "lead_member": fitted.lead_member})
+        roles, lead = dict(fitted.roles), fitted.lead_member
+        if self.router_demotes_to == "reserve":
+            roles, lead = self._reserve_roles(local) or (roles, lead)
+        return self.model_copy(update={"member_weights": fitted.member_weights, "roles": roles, "lead_member": lead})
 
-    def _routed_roles(self, fitted: Mapping[str, str]) -> dict[str, str]:
-        """The router's roles for one prompt: as fitted, or (``router_demotes_to='reserve'``) its demotions
-        as reserves, while a member this calibration makes verify-only for every prompt stays so."""
-        if self.router_demotes_to == "verify":
-            return dict(fitted)
-        roles = {name: "reserve" if role == "verify" else role for name, role in fitted.items()}
-        roles.update({name: "verify" for name, role in self.roles.items() if role == "verify"})
-        return roles
+    def _reserve_roles(self, local: Mapping[str, float]) -> tuple[dict[str, str], str] | None:
+        """Roles and lead for one prompt when the router demotes to reserves: a member this calibration
+        makes verify-only for every prompt stays so and never leads (so the lead drafts and gating
+        holds); the others are fitted among themselves, their demotions becoming reserves. None when
+        no member may draft."""
+        fixed = {name for name, role in self.roles.items() if role == "verify"}
+        eligible = {name: accuracy for name, accuracy in local.items() if name not in fixed}
+        if not eligible:
+            return None
+        among = fit_calibration(eligible, items=self.items or 1, sharpness=self.sharpness, verify_only_below=self.verify_only_below)
+        roles = {name: "reserve" for name in among.roles}
+        roles.update({name: "verify" for name in fixed if name in local})
+        return roles, among.lead_member
 
     def config_fields(self) -> dict[str, Any]:
         """The EnsembleConfig fields this calibration sets."""

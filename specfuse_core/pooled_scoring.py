@@ -151,6 +151,7 @@ class ScoringPool:
                 for i in released:
                     self._state[i] = _READY
                 self._turn = released[0]
+                self._cond.notify_all()  # also when the passes raised: the released rounds must wake
         self._cond.notify_all()
 
     def _run_parked_drafts(self) -> None:

@@ -27,8 +27,15 @@ DraftCall = tuple[Any, Any, str, int, bool]
 def share_drafts(requests: Sequence["EnsembleRequest"]) -> None:
     """Run the first draft calls of these requests' next rounds, grouped by member."""
     with ExitStack() as held:
-        calls = [call for request in requests if _hold(request, held) for call in request.planned_drafts()]
-        draft_in_shared_passes(calls)  # a request stepping or closing elsewhere drafts in its round
+        calls: list[DraftCall] = []
+        for request in requests:
+            if not _hold(request, held):  # stepping or closing elsewhere: it drafts in its round
+                continue
+            try:
+                calls += request.planned_drafts()
+            except Exception:  # e.g. nobody left to draft: the request's own round raises it, to its owner
+                continue
+        draft_in_shared_passes(calls)
 
 
 def can_share(member: Any) -> bool:

@@ -255,6 +255,53 @@ def test_parked_rounds_are_released_whatever_stops_the_passes():
     assert sorted(caught) == [0, 1]
 
 
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_a_parked_round_wakes_when_the_passes_a_finishing_round_started_raise():
+    """Round 0 parks drafts; round 1 finishes, which starts the parked work from its own exit, and the
+    shared drafts raise there: round 0 must still wake (with the error) and the pool must return."""
+    log = []
+
+    class Exploding(_FakeDrafter):
+        def draft_together(self, jobs):
+            raise _Stop()
+
+    member = Exploding("a", log)
+    pool = ScoringPool(2)
+    caught = []
+
+    def parking():
+        try:
+            pool.draft([(member, _FakeSession(member, 0, log), "", 4, True), (member, _FakeSession(member, 9, log), "", 4, True)])
+        except _Stop:
+            caught.append(0)
+
+    done = threading.Event()
+    threading.Thread(target=lambda: (pool.run([parking, lambda: None]), done.set()), daemon=True).start()
+    assert done.wait(10)
+    assert caught == [0]
+
+
+def test_a_request_that_cannot_plan_its_drafts_does_not_stop_the_batchs_shared_drafts():
+    """``planned_drafts`` may raise (nobody left to draft): that request is left to raise in its own
+    round; the other requests' drafts are still shared."""
+    from specfuse_core.shared_drafts import share_drafts
+
+    log = []
+    member = _FakeDrafter("a", log)
+
+    class Request:
+        def __init__(self, index, broken=False):
+            self._lock, self.done, self.index, self.broken = threading.Lock(), False, index, broken
+
+        def planned_drafts(self):
+            if self.broken:
+                raise RuntimeError("nobody left to draft")
+            return [(member, _FakeSession(member, self.index, log), "", 4, True)]
+
+    share_drafts([Request(0), Request(1, broken=True), Request(2)])
+    assert log == [("drafts", "a", [0, 2])]
+
+
 def test_a_request_asking_for_two_rounds_at_once_gets_one_per_batch():
     from specfuse_core.scheduler import RoundScheduler, _Ticket
 

@@ -84,6 +84,13 @@ def test_the_router_can_demote_to_reserve_but_never_lets_a_verify_only_member_dr
     assert words.roles == {"small": "reserve", "base": "verify"}
     plain = calibration.model_copy(update={"router_demotes_to": "verify"}).for_prompt("Answer with one word only: what colour is the sea?")
     assert plain.roles == {"small": "verify", "base": "verify"}
+    # where the verify-only member is the best on a prompt it still never leads: the lead is chosen among the others
+    base_best = [RoutedItem(prompt=p, correct={"small": False, "big": i < 4, "base": True}) for i, p in enumerate(SUMS)]
+    tilted = calibration.model_copy(update={"router": PromptRouter(items=base_best + items[len(SUMS):], neighbours=5)})
+    plain_fit = tilted.model_copy(update={"router_demotes_to": "verify"}).for_prompt("Ann has 30 pears and buys 9 more. How many pears does Ann have now?")
+    assert plain_fit.lead_member == "base"  # what the plain fit would do
+    sums = tilted.for_prompt("Ann has 30 pears and buys 9 more. How many pears does Ann have now?")
+    assert sums.lead_member == "big" and sums.roles == {"small": "reserve", "base": "verify"}
     path = calibration.save(tmp_path / "reserve.json")
     assert Calibration.load(path).router_demotes_to == "reserve"
     with pytest.raises(CalibrationFileError, match="router_demotes_to"):
