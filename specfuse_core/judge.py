@@ -235,7 +235,7 @@ class Judge:
         config = self.config
         if not config.model_exit or rounds < config.exit_warmup_rounds or len(active) <= config.min_members:
             return []
-        verify_only = {n for n in active if config.roles.get(n, "both") in ("verify", "reserve")}
+        not_competing = {n for n in active if config.roles.get(n, "both") in ("verify", "reserve")}
         return members_to_exit(
-            {n: self.quality[n] for n in active if n not in verify_only}, config.exit_temperature, config.exit_threshold, config.min_members
+            {n: self.quality[n] for n in active if n not in not_competing}, config.exit_temperature, config.exit_threshold, config.min_members
         )
