@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import difflib
 import math
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from .errors import UnsupportedArgumentError
+
+#: Call-argument names other libraries use for a field, accepted per call by the core and the adapters.
+CALL_ALIASES: dict[str, str] = {"max_tokens": "max_new_tokens", "timeout": "timeout_s"}
 
 
 class EnsembleConfig(BaseModel):
@@ -183,7 +189,25 @@ class EnsembleConfig(BaseModel):
 
     def with_overrides(self, **overrides: Any) -> "EnsembleConfig":
         """Return a validated copy with per-call overrides applied (``None`` values are ignored)."""
-        changes = {key: value for key, value in overrides.items() if value is not None}
+        unknown = sorted(set(overrides) - set(EnsembleConfig.model_fields) - set(CALL_ALIASES))
+        if unknown:
+            raise UnsupportedArgumentError(unknown_settings_message(unknown))
+        changes: dict[str, Any] = {}
+        for key, value in overrides.items():
+            name = CALL_ALIASES.get(key, key)
+            if value is None or (name != key and overrides.get(name) is not None):
+                continue  # the field's own name wins over its alias
+            changes[name] = value
         if not changes:
             return self
         return EnsembleConfig.model_validate({**self.model_dump(), **changes})
+
+
+def unknown_settings_message(names: list[str]) -> str:
+    """Name each unknown setting with the closest field, so a typo is fixed in one go."""
+    fields = [*EnsembleConfig.model_fields, *CALL_ALIASES]
+    parts = []
+    for name in names:
+        close = difflib.get_close_matches(name, fields, n=1, cutoff=0.6)
+        parts.append(f"{name!r} (did you mean {close[0]!r}?)" if close else repr(name))
+    return f"unknown EnsembleConfig setting(s): {', '.join(parts)}; see docs/configuration.md for the fields"

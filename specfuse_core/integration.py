@@ -27,15 +27,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .config import EnsembleConfig
+from .config import CALL_ALIASES, EnsembleConfig
 from .engine import AsyncGenerationStream, GenerationStream, SpecFuse
 from .errors import InvalidConversationError, UnsupportedArgumentError, UnsupportedFeatureError
 from .results import GenerationResult, SegmentEvent
 
 PROVIDER = "specfuse"
-
-#: Call-time names the frameworks use for core settings.
-CALL_ALIASES: dict[str, str] = {"max_tokens": "max_new_tokens", "timeout": "timeout_s"}
 
 #: Arguments of features the ensemble does not offer, each with what to do instead.
 FEATURE_ARGUMENTS: dict[str, str] = {

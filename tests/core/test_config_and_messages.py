@@ -6,6 +6,7 @@ import pytest
 from pydantic import ValidationError
 
 from specfuse_core import EnsembleConfig, InvalidConversationError
+from specfuse_core.errors import UnsupportedArgumentError
 from specfuse_core.messages import normalize_conversation
 
 
@@ -36,6 +37,20 @@ def test_overrides_are_validated_and_none_is_ignored():
     assert config.with_overrides(max_new_tokens=20, stop="END").stop == ["END"]
     with pytest.raises(ValidationError):
         config.with_overrides(temperature=-1)
+
+
+def test_overrides_take_the_call_aliases_the_adapters_take():
+    config = EnsembleConfig()
+    assert config.with_overrides(max_tokens=12).max_new_tokens == 12
+    assert config.with_overrides(timeout=3.5).timeout_s == 3.5
+    assert config.with_overrides(max_tokens=12, max_new_tokens=20).max_new_tokens == 20  # the field's name wins
+
+
+def test_unknown_override_names_the_closest_field():
+    with pytest.raises(UnsupportedArgumentError, match=r"'segment_token' \(did you mean 'segment_tokens'\?\)"):
+        EnsembleConfig().with_overrides(segment_token=4)
+    with pytest.raises(UnsupportedArgumentError, match=r"'frobnicate'(?! \(did)"):
+        EnsembleConfig().with_overrides(frobnicate=None)  # refused even as None: a typo is never dropped
 
 
 def test_round_cap_defaults_to_max_new_tokens():
