@@ -188,7 +188,9 @@ class EnsembleConfig(BaseModel):
         return self.max_rounds if self.max_rounds is not None else self.max_new_tokens
 
     def with_overrides(self, **overrides: Any) -> "EnsembleConfig":
-        """Return a validated copy with per-call overrides applied (``None`` values are ignored)."""
+        """Return a validated copy with per-call overrides applied. ``None`` keeps a setting; the
+        aliases in :data:`CALL_ALIASES` name their fields; an unknown name raises
+        ``UnsupportedArgumentError`` (even with ``None``: a typo must not pass silently)."""
         unknown = sorted(set(overrides) - set(EnsembleConfig.model_fields) - set(CALL_ALIASES))
         if unknown:
             raise UnsupportedArgumentError(unknown_settings_message(unknown))
