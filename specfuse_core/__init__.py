@@ -21,7 +21,9 @@ from .errors import (
     NoCandidatesError,
     PresetNotFoundError,
     SpecFuseError,
+    StructuredOutputError,
     UnsafeCheckpointError,
+    UnsupportedArgumentError,
     UnsupportedFeatureError,
 )
 from .prompt_format import PlainPromptFormat
@@ -55,9 +57,11 @@ __all__ = [
     "SegmentEvent",
     "SpecFuse",
     "SpecFuseError",
+    "StructuredOutputError",
     "Trace",
     "Usage",
     "UnsafeCheckpointError",
+    "UnsupportedArgumentError",
     "UnsupportedFeatureError",
 ]
 

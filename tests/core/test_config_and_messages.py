@@ -5,8 +5,7 @@ import math
 import pytest
 from pydantic import ValidationError
 
-from specfuse_core import EnsembleConfig, InvalidConversationError
-from specfuse_core.errors import UnsupportedArgumentError
+from specfuse_core import EnsembleConfig, InvalidConversationError, UnsupportedArgumentError
 from specfuse_core.messages import normalize_conversation
 
 

@@ -23,6 +23,7 @@ from specfuse_core import (
     Member,
     PresetNotFoundError,
     SpecFuse,
+    UnsupportedArgumentError,
 )
 
 NORMAL = [{"role": "user", "content": "Name three colours."}]
@@ -169,7 +170,7 @@ CASES = [
     Case("segment-tokens-zero", stream(NORMAL, segment_tokens=0), ValidationError, "segment_tokens"),
     Case("timeout-negative", stream(NORMAL, timeout_s=-1.0), ValidationError, "timeout_s"),
     Case("timeout-nan", stream(NORMAL, timeout_s=float("nan")), ValidationError, "timeout_s"),
-    Case("unknown-setting", stream(NORMAL, temprature=0.5), ValidationError, "temprature"),
+    Case("unknown-setting", stream(NORMAL, temprature=0.5), UnsupportedArgumentError, "'temprature' \\(did you mean 'temperature'\\?\\)"),
     # ---- stop strings
     Case("stop-empty-string", stream(NORMAL, stop=[""]), ValidationError, "stop"),
     Case("stop-empty-list", stream(NORMAL, stop=[], max_new_tokens=16), output(baseline_text)),
