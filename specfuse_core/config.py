@@ -205,9 +205,10 @@ class EnsembleConfig(BaseModel):
         return EnsembleConfig.model_validate({**self.model_dump(), **changes})
 
 
-def unknown_settings_message(names: list[str]) -> str:
-    """Name each unknown setting with the closest field, so a typo is fixed in one go."""
-    fields = [*EnsembleConfig.model_fields, *CALL_ALIASES]
+def unknown_settings_message(names: list[str], *, aliases: bool = True) -> str:
+    """Name each unknown setting with the closest field, so a typo is fixed in one go. ``aliases``:
+    whether the call aliases (``max_tokens``) are accepted where the names were given."""
+    fields = [*EnsembleConfig.model_fields, *(CALL_ALIASES if aliases else ())]
     parts = []
     for name in names:
         close = difflib.get_close_matches(name, fields, n=1, cutoff=0.6)

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .config import CALL_ALIASES, EnsembleConfig
+from .config import CALL_ALIASES, EnsembleConfig, unknown_settings_message
 from .engine import AsyncGenerationStream, GenerationStream, SpecFuse
 from .errors import InvalidConversationError, UnsupportedArgumentError, UnsupportedFeatureError
 from .results import GenerationResult, SegmentEvent
@@ -175,9 +175,11 @@ def route_config_keywords(values: dict[str, Any], own_fields: Iterable[str], int
 
 
 def check_config_dict(settings: Mapping[str, Any], where: str) -> None:
+    """An adapter's dict of extra EnsembleConfig fields (``ensemble_kwargs``, ``additional_kwargs``)
+    takes the core's field names only; a typo is named with the closest field."""
     unknown = sorted(set(settings) - set(CONFIG_FIELDS))
     if unknown:
-        raise ValueError(f"{where} has unknown EnsembleConfig fields: {', '.join(unknown)}")
+        raise ValueError(f"{where}: {unknown_settings_message(unknown, aliases=False)}")
 
 
 def request_config(*layers: Mapping[str, Any], stop: Sequence[str] = ()) -> EnsembleConfig:

@@ -45,6 +45,7 @@ def test_explicit_models_name_the_members_like_the_core_loader(tmp_path) -> None
         ({"stop": [""]}, "non-empty"),
         ({"weighting": "votes"}, "weighting"),
         ({"ensemble_kwargs": {"no_such_field": 1}}, "no_such_field"),
+        ({"ensemble_kwargs": {"gate_treshold": -0.5}}, "did you mean 'gate_threshold'"),
     ],
 )
 def test_bad_settings_fail_at_construction(kwargs: dict, message: str) -> None:

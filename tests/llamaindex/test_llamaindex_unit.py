@@ -68,6 +68,8 @@ def test_every_ensemble_setting_is_accepted_by_name_with_the_core_default():
     assert llm.additional_kwargs["gate_threshold"] == -0.5 and llm.max_new_tokens == 64
     with pytest.raises(ValidationError, match="no_such_field"):
         SpecFuseLLM(additional_kwargs={"no_such_field": 1})
+    with pytest.raises(ValidationError, match="did you mean 'segment_tokens'"):
+        SpecFuseLLM(additional_kwargs={"segment_token": 6})
 
 
 def test_fields_build_the_request_config_and_calls_override_them():
