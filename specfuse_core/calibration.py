@@ -59,12 +59,14 @@ class Calibration(BaseModel):
     router: PromptRouter | None = Field(
         None, description="labelled prompts for per-input trust (routing.py); None: the same trust for every prompt"
     )
-    router_demotes_to: Literal["verify", "reserve"] = Field(
+    router_demotes_to: Literal["verify", "reserve", "reserve_if_stronger"] = Field(
         "verify",
         description="the role the router gives a member it finds weak on a prompt: 'verify' (it only scores there) or "
         "'reserve' (it also drafts in rounds the gate does not settle, so a lead left drafting alone is still checked by a "
         "competing candidate). With 'reserve', a member this calibration itself makes verify-only stays verify-only and "
-        "never leads; the lead and roles are then fitted among the other members.",
+        "never leads; the lead and roles are then fitted among the other members. 'reserve_if_stronger': as 'reserve', "
+        "but only a member trusted more overall (member_weights) than the prompt's lead becomes its reserve; one trusted "
+        "less only verifies, since its doubt of a stronger lead is mostly about wording, and each such vote costs a draft.",
     )
 
     def for_prompt(self, prompt: str) -> "Calibration":
@@ -77,7 +79,7 @@ class Calibration(BaseModel):
             return self
         fitted = fit_calibration(local, items=self.items or 1, sharpness=self.sharpness, verify_only_below=self.verify_only_below)
         roles, lead = dict(fitted.roles), fitted.lead_member
-        if self.router_demotes_to == "reserve":
+        if self.router_demotes_to != "verify":
             roles, lead = self._reserve_roles(local) or (roles, lead)
         return self.model_copy(update={"member_weights": fitted.member_weights, "roles": roles, "lead_member": lead})
 
@@ -91,9 +93,16 @@ class Calibration(BaseModel):
         if not eligible:
             return None
         among = fit_calibration(eligible, items=self.items or 1, sharpness=self.sharpness, verify_only_below=self.verify_only_below)
-        roles = {name: "reserve" for name in among.roles}
+        lead = among.lead_member
+        roles = {name: "reserve" if self._may_back(name, lead) else "verify" for name in among.roles}
         roles.update({name: "verify" for name in fixed if name in local})
-        return roles, among.lead_member
+        return roles, lead
+
+    def _may_back(self, member: str, lead: str | None) -> bool:
+        """Whether a demoted ``member`` may be the prompt's reserve behind ``lead``."""
+        if self.router_demotes_to != "reserve_if_stronger" or lead is None:
+            return True
+        return self.member_weights.get(member, 0.0) > self.member_weights.get(lead, 0.0)
 
     def config_fields(self) -> dict[str, Any]:
         """The EnsembleConfig fields this calibration sets."""

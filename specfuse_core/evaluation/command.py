@@ -211,8 +211,9 @@ def add_calibrate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--setting", action="append", default=[], metavar="FIELD=VALUE", help="record another EnsembleConfig setting evaluated with this calibration (repeatable)")
     parser.add_argument("--router", action="store_true", help="also store each labelled prompt with the members' outcomes, so trust is re-fitted per prompt on its nearest labelled prompts")
     parser.add_argument(
-        "--router-demotes-to", choices=("verify", "reserve"), default="verify",
-        help="role of a member the router finds weak on a prompt: verify only, or reserve (also drafts when the gate does not settle a round)",
+        "--router-demotes-to", choices=("verify", "reserve", "reserve_if_stronger"), default="verify",
+        help="role of a member the router finds weak on a prompt: verify only, or reserve (also drafts when the gate does not "
+        "settle a round); reserve_if_stronger: a reserve only behind a lead trusted less overall",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 

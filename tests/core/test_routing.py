@@ -97,6 +97,20 @@ def test_the_router_can_demote_to_reserve_but_never_lets_a_verify_only_member_dr
         Calibration.load(_write(tmp_path / "bad.json", {**json.loads(path.read_text()), "router_demotes_to": "draft"}))
 
 
+def test_reserve_if_stronger_backs_only_a_lead_trusted_less_overall(tmp_path):
+    """``router_demotes_to="reserve_if_stronger"``: the big member backs the small one where the router
+    makes small the lead; where big leads, the small member only verifies (no draft, no vote)."""
+    calibration = Calibration(
+        member_weights={"small": 0.6, "big": 1.0}, lead_member="big", gate_threshold=-0.7, items=20,
+        router=router(neighbours=5), router_demotes_to="reserve_if_stronger",
+    )
+    sums = calibration.for_prompt("Ann has 30 pears and buys 9 more. How many pears does Ann have now?")
+    assert sums.lead_member == "small" and sums.roles == {"big": "reserve"}
+    words = calibration.for_prompt("Answer with one word only: what colour is the sea?")
+    assert words.lead_member == "big" and words.roles == {"small": "verify"}
+    assert Calibration.load(calibration.save(tmp_path / "stronger.json")).router_demotes_to == "reserve_if_stronger"
+
+
 def _write(path, content):
     path.write_text(json.dumps(content), encoding="utf-8")
     return path
