@@ -149,18 +149,34 @@ def test_a_calibrations_check_window_comes_only_with_its_threshold():
 
 
 def test_the_tiny_preset_asks_for_a_second_opinion_by_the_least_likely_token():
-    """The shipped calibration turns the check on for a response's first 4 rounds (docs/evaluation.md);
-    a request's own threshold wins and keeps its own statistic (a mean threshold is never compared
-    with a minimum) and window."""
+    """The shipped calibration turns the check on in every round (docs/evaluation.md, "Reserves at the
+    96-token cap"); a request's own threshold wins and keeps its own statistic (a mean threshold is
+    never compared with a minimum) and window."""
     from specfuse_core.backend import token_statistic
     from specfuse_core.presets import preset_calibration
 
     calibration = preset_calibration("tiny")
     config = calibration.apply(EnsembleConfig())
-    assert (config.gate_check_threshold, config.gate_check_statistic, config.gate_check_rounds) == (-4.0, "min", 4)
+    assert (config.gate_check_threshold, config.gate_check_statistic, config.gate_check_rounds) == (-4.0, "min", None)
     own = calibration.apply(EnsembleConfig(gate_check_threshold=-2.0))
     assert (own.gate_check_threshold, own.gate_check_statistic, own.gate_check_rounds) == (-2.0, "mean", None)
     lowest = calibration.apply(EnsembleConfig(gate_check_threshold=-6.0, gate_check_statistic="min"))
     assert (lowest.gate_check_threshold, lowest.gate_check_statistic) == (-6.0, "min")
     assert token_statistic([-0.1, -5.0, -0.2], "min") == -5.0
     assert token_statistic([-0.1, -5.0, -0.2]) == pytest.approx(-5.3 / 3)
+
+
+def test_the_tiny_preset_backs_a_weaker_lead_with_a_stronger_reserve_only():
+    """The shipped router makes SmolLM2 the lead on a word problem, with Qwen (trusted more overall) as
+    its reserve; on a one-word instruction Qwen leads and SmolLM2 only verifies. The base model never
+    drafts."""
+    from specfuse_core.presets import preset_calibration
+
+    calibration = preset_calibration("tiny")
+    assert calibration.router_demotes_to == "reserve_if_stronger"
+    sums = calibration.for_prompt("Yuki shares 24 books equally among 4 friends. How many books does each friend get?")
+    assert sums.lead_member == "smollm2-135m"
+    assert sums.roles == {"qwen2.5-coder-0.5b": "reserve", "gemma3-270m": "verify"}
+    word = calibration.for_prompt("Answer with exactly one word: what is the first day of the week after Sunday?")
+    assert word.lead_member == "qwen2.5-coder-0.5b"
+    assert word.roles == {"smollm2-135m": "verify", "gemma3-270m": "verify"}
