@@ -66,7 +66,8 @@ class Calibration(BaseModel):
         "competing candidate). With 'reserve', a member this calibration itself makes verify-only stays verify-only and "
         "never leads; the lead and roles are then fitted among the other members. 'reserve_if_stronger': as 'reserve', "
         "but only a member trusted more overall (member_weights) than the prompt's lead becomes its reserve; one trusted "
-        "less only verifies, since its doubt of a stronger lead is mostly about wording, and each such vote costs a draft.",
+        "less only verifies (on the dev set its doubts of a stronger lead were mostly about wording, and each such vote "
+        "costs a draft).",
     )
 
     def for_prompt(self, prompt: str) -> "Calibration":
@@ -100,7 +101,7 @@ class Calibration(BaseModel):
 
     def _may_back(self, member: str, lead: str | None) -> bool:
         """Whether a demoted ``member`` may be the prompt's reserve behind ``lead``."""
-        if self.router_demotes_to != "reserve_if_stronger" or lead is None:
+        if self.router_demotes_to != "reserve_if_stronger" or lead is None:  # no lead: nothing to compare with
             return True
         return self.member_weights.get(member, 0.0) > self.member_weights.get(lead, 0.0)
 
