@@ -36,7 +36,11 @@ class CalibrationFileError(SpecFuseError, ValueError):
 TRUST_FIELDS = ("member_weights", "roles", "lead_member", "gate_threshold")
 
 # settings that only mean something with another one: filled from a calibration only together with it
-QUALIFIED_BY = {"gate_check_statistic": "gate_check_threshold", "gate_check_rounds": "gate_check_threshold"}
+QUALIFIED_BY = {
+    "gate_check_statistic": "gate_check_threshold",
+    "gate_check_rounds": "gate_check_threshold",
+    "gate_check_tokens": "gate_check_threshold",
+}
 
 
 class Calibration(BaseModel):

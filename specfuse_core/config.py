@@ -101,6 +101,14 @@ class EnsembleConfig(BaseModel):
         "content is decided; later confident segments are accepted on the lead's confidence alone (bounds the check's "
         "cost on long answers). None: every round.",
     )
+    gate_check_tokens: int | None = Field(
+        None,
+        ge=1,
+        description="The second opinion runs only while the response is shorter than this many tokens (counted like "
+        "max_new_tokens), the span a calibration made at that cap measured; later confident segments are accepted on "
+        "the lead's confidence alone. Unlike gate_check_rounds it does not depend on segment lengths, so answers within "
+        "the window are decoded exactly as with the check everywhere. None: no token limit.",
+    )
     lead_member: str | None = Field(None, description="The member that drafts alone under gating; default: the highest member_weights, else the first.")
     counting_member: str | None = Field(
         None,

@@ -143,14 +143,18 @@ class Judge:
         threshold = self.config.gate_threshold
         return draft is not None and draft.mean_logprob is not None and threshold is not None and draft.mean_logprob >= threshold
 
-    def second_opinion(self, lead: str, verifiers: Sequence[str], round_number: int) -> str | None:
+    def second_opinion(self, lead: str, verifiers: Sequence[str], round_number: int, response_tokens: int = 0) -> str | None:
         """Who checks a confident lead (``gate_check_threshold``): the most trusted verifier besides it;
-        nobody after the first ``gate_check_rounds`` rounds."""
+        nobody after the first ``gate_check_rounds`` rounds, nor once the response has
+        ``gate_check_tokens`` tokens."""
         others = [n for n in verifiers if n != lead]
-        window = self.config.gate_check_rounds
-        if self.config.gate_check_threshold is None or not others or (window is not None and round_number > window):
+        if self.config.gate_check_threshold is None or not others or not self._in_check_window(round_number, response_tokens):
             return None
         return max(others, key=lambda n: self.config.member_weights.get(n, 1.0))
+
+    def _in_check_window(self, round_number: int, response_tokens: int) -> bool:
+        rounds, tokens = self.config.gate_check_rounds, self.config.gate_check_tokens
+        return (rounds is None or round_number <= rounds) and (tokens is None or response_tokens < tokens)
 
     def seconded(self, check_logprob: float | None) -> bool:
         """Whether the second opinion lets the lead's segment through without a vote (no score: yes)."""

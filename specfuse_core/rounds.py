@@ -58,6 +58,7 @@ class EnsembleRequest:
         self.rounds = 0
         self._gate_check: tuple[str, float] | None = None  # this round's second opinion (member, mean or minimum token log-prob)
         self.response = ""
+        self.response_tokens = 0  # the response's length in the counting member's tokens (gate_check_tokens)
         self.faulted: set[str] = set()
         self._round_faults: list[MemberFault] = []
         self.sessions: dict[str, MemberSession] = {}
@@ -332,7 +333,7 @@ class EnsembleRequest:
         """The checking member's mean (or, by ``gate_check_statistic``, minimum) token log-prob of the
         lead's confident segment (``gate_check_threshold``); None when there is no check (off, nobody
         to ask, nothing drafted, or the checker failed)."""
-        checker = self.judge.second_opinion(lead, self._verifiers(), self.rounds)
+        checker = self.judge.second_opinion(lead, self._verifiers(), self.rounds, self.response_tokens)
         if checker is None or not (draft.text or draft.finished):
             return None
         candidate = self.judge.scoring_candidates([Candidate(draft.text, draft.finished)])
@@ -384,6 +385,8 @@ class EnsembleRequest:
         return [name for name in self.sessions if name not in self.faulted]
 
     def _finish_checks(self, chosen: Candidate, response: str) -> tuple[str | None, str]:
+        """The finish reason and the response after end-of-turn texts, stop strings and the length cap;
+        records the response's length in tokens on the way (``gate_check_tokens`` reads it)."""
         config = self.config
         finish = "stop" if chosen.finished else None
         if self.end_texts:
@@ -397,6 +400,7 @@ class EnsembleRequest:
             if cut is not None:
                 response, finish = response[:cut], "stop_sequence"
         length = self._count("count_tokens", response)
+        self.response_tokens = min(length, config.max_new_tokens)
         if length > config.max_new_tokens:  # cut: whatever ended the turn lies beyond the limit
             response, finish = self._count("truncate", response, config.max_new_tokens), "length"
         elif length == config.max_new_tokens:

@@ -90,6 +90,35 @@ def test_a_windowed_second_opinion_checks_only_the_first_rounds(trio):
     assert all(not r.gate_check and r.gated and r.active_members == ["qwen2"] for r in rounds[2:])
 
 
+def test_a_token_window_checks_until_the_response_reaches_it(trio):
+    """``gate_check_tokens``: the never-agreeing check sends every round that starts below the window's
+    length (counting member's tokens) to the vote; from there the lead's confident segments go through
+    unchecked."""
+    config = EnsembleConfig(
+        max_new_tokens=48, segment_tokens=6, gate_threshold=-1e9, gate_check_threshold=0.0, gate_check_tokens=14, lead_member="qwen2"
+    )
+    ensemble = SpecFuse(trio, config)
+    rounds = ensemble.generate(QUESTION).trace.rounds
+    response, starts = "", []
+    for r in rounds:
+        starts.append(ensemble.count_tokens(response))
+        response += r.candidates[r.winner].text
+    checked = [r.gate_check != {} for r in rounds]
+    assert any(checked) and not all(checked)
+    assert checked == [start < 14 for start in starts]
+    assert all(r.gated and r.active_members == ["qwen2"] for r, c in zip(rounds, checked) if not c)
+
+
+def test_a_token_window_as_long_as_the_cap_changes_nothing(trio):
+    """A window of max_new_tokens tokens covers every round: the same text and trace as no window."""
+    config = EnsembleConfig(max_new_tokens=36, segment_tokens=6, gate_threshold=-1e9, gate_check_threshold=0.0, lead_member="qwen2")
+    everywhere = SpecFuse(trio, config).generate(QUESTION)
+    windowed = SpecFuse(trio, config.with_overrides(gate_check_tokens=36)).generate(QUESTION)
+    assert len(windowed.trace.rounds) >= 2 and all(r.gate_check for r in windowed.trace.rounds)
+    assert windowed.text == everywhere.text
+    assert [(r.gated, r.gate_check.keys()) for r in windowed.trace.rounds] == [(r.gated, r.gate_check.keys()) for r in everywhere.trace.rounds]
+
+
 def test_the_min_statistic_checks_the_least_likely_token(trio):
     """With ``gate_check_statistic="min"`` the check records the checker's lowest token log-prob of the
     same segments: at or below their mean, strictly below where the segment's tokens differ."""

@@ -140,6 +140,24 @@ def test_the_second_opinion_runs_only_in_its_window_of_first_rounds():
         EnsembleConfig(gate_check_rounds=0)
 
 
+def test_the_second_opinion_stops_once_the_response_reaches_its_token_window():
+    from specfuse_core.judge import Judge
+
+    config = EnsembleConfig(gate_threshold=-1.0, gate_check_threshold=-2.0, gate_check_tokens=96)
+    judge = Judge(config, HedgeWeights(["a", "b"], 1.0, {}), ["a", "b"], "")
+    assert [judge.second_opinion("a", ["a", "b"], 30, tokens) for tokens in (0, 95, 96, 200)] == ["b", "b", None, None]
+    both = Judge(config.with_overrides(gate_check_rounds=2), HedgeWeights(["a", "b"], 1.0, {}), ["a", "b"], "")
+    assert [both.second_opinion("a", ["a", "b"], n, t) for n, t in ((1, 10), (3, 10), (1, 96))] == ["b", None, None]
+    with pytest.raises(ValidationError):
+        EnsembleConfig(gate_check_tokens=0)
+
+
+def test_a_calibrations_token_window_comes_only_with_its_threshold():
+    calibration = Calibration(member_weights={"a": 1.0}, settings={"gate_check_threshold": -4.0, "gate_check_tokens": 96})
+    assert calibration.apply(EnsembleConfig()).gate_check_tokens == 96
+    assert calibration.apply(EnsembleConfig(gate_check_threshold=-2.0)).gate_check_tokens is None
+
+
 def test_a_calibrations_check_window_comes_only_with_its_threshold():
     calibration = Calibration(member_weights={"a": 1.0}, settings={"gate_check_threshold": -4.0, "gate_check_rounds": 4})
     assert calibration.apply(EnsembleConfig()).gate_check_rounds == 4
