@@ -167,17 +167,18 @@ def test_a_calibrations_check_window_comes_only_with_its_threshold():
 
 
 def test_the_tiny_preset_asks_for_a_second_opinion_by_the_least_likely_token():
-    """The shipped calibration turns the check on in every round (docs/evaluation.md, "Reserves at the
-    96-token cap"); a request's own threshold wins and keeps its own statistic (a mean threshold is
-    never compared with a minimum) and window."""
+    """The shipped calibration turns the check on in every round until the response has 96 tokens
+    (docs/evaluation.md, "Reserves at the 96-token cap", "A check window in tokens"); a request's own
+    threshold wins and keeps its own statistic (a mean threshold is never compared with a minimum) and
+    windows."""
     from specfuse_core.backend import token_statistic
     from specfuse_core.presets import preset_calibration
 
     calibration = preset_calibration("tiny")
     config = calibration.apply(EnsembleConfig())
-    assert (config.gate_check_threshold, config.gate_check_statistic, config.gate_check_rounds) == (-4.0, "min", None)
+    assert (config.gate_check_threshold, config.gate_check_statistic, config.gate_check_rounds, config.gate_check_tokens) == (-4.0, "min", None, 96)
     own = calibration.apply(EnsembleConfig(gate_check_threshold=-2.0))
-    assert (own.gate_check_threshold, own.gate_check_statistic, own.gate_check_rounds) == (-2.0, "mean", None)
+    assert (own.gate_check_threshold, own.gate_check_statistic, own.gate_check_rounds, own.gate_check_tokens) == (-2.0, "mean", None, None)
     lowest = calibration.apply(EnsembleConfig(gate_check_threshold=-6.0, gate_check_statistic="min"))
     assert (lowest.gate_check_threshold, lowest.gate_check_statistic) == (-6.0, "min")
     assert token_statistic([-0.1, -5.0, -0.2], "min") == -5.0
