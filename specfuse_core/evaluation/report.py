@@ -8,6 +8,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from .analysis import paired_outcomes
 from .records import ItemRecord
 
 SUMMARY_FILE = "summary.json"
@@ -76,20 +77,27 @@ def summarize_mode(records: list[ItemRecord]) -> dict[str, Any]:
     return summary
 
 
-def versus_members(by_mode: dict[str, list[ItemRecord]], mode: str, members: list[str]) -> dict[str, int]:
+def versus_members(by_mode: dict[str, list[ItemRecord]], mode: str, members: list[str]) -> dict[str, Any]:
     """Against the members alone on the same items: items this mode lost that some member got right,
-    items it won that no member got right, and the best single member's correct count there."""
+    items it won that no member got right, the best single member's correct count there, and the
+    paired comparison with that best member (the question a user asks: better than the best alone?)."""
     right: dict[str, set[str]] = {m: {r.item_id for r in by_mode.get(m, []) if r.correct} for m in members}
-    answered = [{r.item_id for r in by_mode.get(m, [])} for m in members if m in by_mode]
+    present = [m for m in members if m in by_mode]
+    answered = [{r.item_id for r in by_mode[m]} for m in present]
     mine = {r.item_id: r.correct for r in by_mode[mode]}
     common = set(mine).intersection(*answered) if answered else set()
     any_member = set().union(*right.values()) if right else set()
-    return {
+    summary: dict[str, Any] = {
         "items": len(common),
         "lost_to_a_member": sum(1 for i in common if not mine[i] and i in any_member),
         "won_where_no_member": sum(1 for i in common if mine[i] and i not in any_member),
         "oracle_correct": len(any_member & common),
     }
+    if present:
+        best = max(present, key=lambda m: len(right[m] & common))  # the first listed on a tie
+        paired = paired_outcomes({i: mine[i] for i in common}, {i: i in right[best] for i in common})
+        summary["best_member"] = {"name": best, "correct": len(right[best] & common), **{k: paired[k] for k in ("gained", "lost", "p_value")}}
+    return summary
 
 
 def _count(values) -> dict[str, int]:
@@ -133,7 +141,7 @@ def markdown_table(summary: dict[str, dict[str, Any]]) -> str:
         header = ["mode", "items", "accuracy", *categories]
         versus = any("versus_members" in s for s in modes.values())
         if versus:
-            header += ["lost to a member", "won where none did"]
+            header += ["lost to a member", "won where none did", "vs best member: gained/lost (p)"]
         if ifeval:
             header += ["prompt strict", "prompt loose", "instr. strict", "instr. loose"]
         header += ["fwd calls/item", "wall s/item", "rounds/item", "tokens/item", "cut by the cap", "active members", "win share"]
@@ -145,7 +153,7 @@ def markdown_table(summary: dict[str, dict[str, Any]]) -> str:
                 row.append(f"{cat['correct']}/{cat['items']}" if cat else "-")
             if versus:
                 v = s.get("versus_members")
-                row += [str(v["lost_to_a_member"]), str(v["won_where_no_member"])] if v else ["-", "-"]
+                row += [str(v["lost_to_a_member"]), str(v["won_where_no_member"]), _versus_best(v.get("best_member"))] if v else ["-", "-", "-"]
             if ifeval:
                 rates = s.get("ifeval", {})
                 row += [f"{100 * rates.get(k, 0.0):.1f}%" for k in ("prompt_strict", "prompt_loose", "instruction_strict", "instruction_loose")]
@@ -162,6 +170,12 @@ def markdown_table(summary: dict[str, dict[str, Any]]) -> str:
             lines.append("| " + " | ".join(row) + " |")
         lines.append("")
     return "\n".join(lines)
+
+
+def _versus_best(best: dict[str, Any] | None) -> str:
+    if not best:
+        return "-"
+    return f"{best['name']}: +{best['gained']}/-{best['lost']} (p = {best['p_value']:.3g})"
 
 
 def plot(summary: dict[str, dict[str, Any]], path: Path) -> None:

@@ -31,7 +31,10 @@ def test_compare_rechecks_and_renames(tmp_path):
     assert main(["compare", str(members), str(base), "--rename", "base:ensemble=uncalibrated", "--out", str(tmp_path / "cmp")]) == 0
     summary = json.loads((tmp_path / "cmp" / "summary.json").read_text())["results"]["dev"]["modes"]
     assert summary["a"]["correct"] == 1 and summary["b"]["correct"] == 0  # re-checked, not the stale flags
-    assert summary["uncalibrated"]["versus_members"] == {"items": 2, "lost_to_a_member": 1, "won_where_no_member": 1, "oracle_correct": 1}
+    assert summary["uncalibrated"]["versus_members"] == {
+        "items": 2, "lost_to_a_member": 1, "won_where_no_member": 1, "oracle_correct": 1,
+        "best_member": {"name": "a", "correct": 1, "gained": 1, "lost": 1, "p_value": 1.0},
+    }
 
 
 def test_compare_on_common_items_only(tmp_path, capsys):

@@ -65,7 +65,22 @@ def test_categories_and_versus_members():
     summary = summarize(records, ["a", "b", "ensemble"], members=["a", "b"])
     ens = summary["gsm8k"]["modes"]["ensemble"]
     assert ens["per_category"] == {"facts": {"items": 1, "correct": 0, "accuracy": 0.0}, "arithmetic": {"items": 1, "correct": 1, "accuracy": 1.0}}
-    assert ens["versus_members"] == {"items": 2, "lost_to_a_member": 1, "won_where_no_member": 1, "oracle_correct": 1}
+    assert ens["versus_members"] == {
+        "items": 2, "lost_to_a_member": 1, "won_where_no_member": 1, "oracle_correct": 1,
+        "best_member": {"name": "a", "correct": 1, "gained": 1, "lost": 1, "p_value": 1.0},
+    }
     assert "versus_members" not in summary["gsm8k"]["modes"]["a"]
     table = markdown_table(summary)
-    assert "| arithmetic | facts |" in table and "| ensemble | 2 | 50.0% | 1/1 | 0/1 | 1 | 1 |" in table
+    assert "| arithmetic | facts |" in table and "| ensemble | 2 | 50.0% | 1/1 | 0/1 | 1 | 1 | a: +1/-1 (p = 1) |" in table
+
+
+def test_versus_best_member_is_paired_on_common_items():
+    """The best member is the one with most items right where every mode answered; the ensemble's
+    gains and losses are counted against it item by item, an item a member skipped left out."""
+    right = {"q1": (True, False, True), "q2": (True, True, True), "q3": (False, True, True), "q4": (False, False, True)}
+    records = []
+    for item, (a, b, ens) in right.items():
+        records += [make_record("a", item, a), make_record("b", item, b), make_record("ensemble", item, ens)]
+    records.append(make_record("ensemble", "q5", True))  # no member answered q5: not compared
+    best = summarize(records, members=["a", "b"])["gsm8k"]["modes"]["ensemble"]["versus_members"]["best_member"]
+    assert best == {"name": "a", "correct": 2, "gained": 2, "lost": 0, "p_value": 0.5}  # a and b tie at 2: the first listed
