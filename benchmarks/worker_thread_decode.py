@@ -1,0 +1,75 @@
+"""Is a greedy decode slower in a worker thread than in the main thread, or only in a fresh thread?
+
+Why: a lone request in the batched-rounds benchmark ran 10-17% slower in a thread of its own than in
+the main thread, and async callers and `specfuse serve` run rounds in worker threads. This times
+plain `transformers` `generate` of one member (no specfuse engine) alternately in the main thread, in
+one long-lived worker thread (warmed once), and in a fresh thread per call, so the three share the
+machine's state over the run. Ratios within one run only; a diagnostic, not a test.
+
+    python benchmarks/worker_thread_decode.py --member qwen2.5-coder-0.5b --tokens 24 --repeats 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import queue
+import statistics
+import threading
+import time
+
+import torch
+
+from specfuse_core.loading import load_preset_members
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--member", default="qwen2.5-coder-0.5b")
+    parser.add_argument("--preset", default="tiny")
+    parser.add_argument("--tokens", type=int, default=24)
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+
+    member = {m.name: m for m in load_preset_members(args.preset)}[args.member]
+    ids = torch.tensor([member.encode("Explain why the sky is blue in two sentences.")], device=member.device)
+
+    def decode() -> float:
+        start = time.perf_counter()
+        with torch.no_grad():
+            member.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=args.tokens,
+                                  min_new_tokens=args.tokens, do_sample=False)
+        return time.perf_counter() - start
+
+    jobs: queue.Queue = queue.Queue()
+    done: queue.Queue = queue.Queue()
+
+    def long_lived() -> None:
+        while jobs.get() is not None:
+            done.put(decode())
+
+    def in_long_lived() -> float:
+        jobs.put(1)
+        return done.get()
+
+    def in_fresh_thread() -> float:
+        result: list[float] = []
+        thread = threading.Thread(target=lambda: result.append(decode()))
+        thread.start()
+        thread.join()
+        return result[0]
+
+    threading.Thread(target=long_lived, daemon=True).start()
+    decode(), in_long_lived()  # warm the main thread and the long-lived worker
+    times: dict[str, list[float]] = {"main thread": [], "long-lived worker thread": [], "fresh thread per call": []}
+    for _ in range(args.repeats):
+        for name, run in zip(times, (decode, in_long_lived, in_fresh_thread)):
+            times[name].append(run())
+    jobs.put(None)
+    base = statistics.median(times["main thread"])
+    for name, values in times.items():
+        print(f"{name:>26}: " + " ".join(f"{v:.2f}" for v in values)
+              + f" s; median {statistics.median(values):.2f} s ({statistics.median(values) / base:.2f}x the main thread)")
+
+
+if __name__ == "__main__":
+    main()
