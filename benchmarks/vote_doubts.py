@@ -65,8 +65,9 @@ def main() -> None:
     checker = {m.name: m for m in load_preset_members(args.preset)}[args.checker]
     checked = reproduced = 0
     doubts: list[dict] = []
-    for line in open(Path(args.run) / "results.jsonl", encoding="utf-8"):
-        record = json.loads(line)
+    with open(Path(args.run) / "results.jsonl", encoding="utf-8") as handle:
+        records = [json.loads(line) for line in handle]
+    for record in records:
         if record["mode"] != args.mode:
             continue
         prompt, response = items[record["item_id"]].prompt, ""

@@ -59,7 +59,8 @@ def main() -> None:
         return result[0]
 
     threading.Thread(target=long_lived, daemon=True).start()
-    decode(), in_long_lived()  # warm the main thread and the long-lived worker
+    decode()  # warm the main thread
+    in_long_lived()  # and the long-lived worker
     times: dict[str, list[float]] = {"main thread": [], "long-lived worker thread": [], "fresh thread per call": []}
     for _ in range(args.repeats):
         for name, run in zip(times, (decode, in_long_lived, in_fresh_thread)):
