@@ -5,8 +5,11 @@ the main thread, and async callers and `specfuse serve` run rounds in worker thr
 plain `transformers` `generate` of one member (no specfuse engine) alternately in the main thread, in
 one long-lived worker thread (warmed once), and in a fresh thread per call, so the three share the
 machine's state over the run. Ratios within one run only; a diagnostic, not a test.
+``--ensemble`` times the whole tiny ensemble's streamed answer instead (the engine's own path, as the
+batched-rounds benchmark drives it), alternating the same way.
 
     python benchmarks/worker_thread_decode.py --member qwen2.5-coder-0.5b --tokens 24 --repeats 5
+    python benchmarks/worker_thread_decode.py --ensemble --tokens 64 --repeats 4
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import queue
 import statistics
 import threading
 import time
+from collections.abc import Callable
 
 import torch
 
@@ -28,8 +32,14 @@ def main() -> None:
     parser.add_argument("--preset", default="tiny")
     parser.add_argument("--tokens", type=int, default=24)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--ensemble", action="store_true", help="time the preset's ensemble (SpecFuse.stream), not one member's generate")
     args = parser.parse_args()
+    decode = ensemble_decode(args) if args.ensemble else member_decode(args)
+    compare_threads(decode, args.repeats)
 
+
+def member_decode(args: argparse.Namespace) -> Callable[[], float]:
+    """One member's plain ``transformers`` greedy ``generate`` of exactly ``--tokens`` tokens, timed."""
     member = {m.name: m for m in load_preset_members(args.preset)}[args.member]
     ids = torch.tensor([member.encode("Explain why the sky is blue in two sentences.")], device=member.device)
 
@@ -40,6 +50,28 @@ def main() -> None:
                                   min_new_tokens=args.tokens, do_sample=False)
         return time.perf_counter() - start
 
+    return decode
+
+
+def ensemble_decode(args: argparse.Namespace) -> Callable[[], float]:
+    """One streamed ensemble answer of exactly the same text each call (greedy), timed."""
+    from specfuse_core import SpecFuse
+
+    ensemble = SpecFuse.from_preset(args.preset)
+
+    def decode() -> float:
+        start = time.perf_counter()
+        stream = ensemble.stream("Explain in two sentences how tides work.", max_new_tokens=args.tokens)
+        for _ in stream:
+            pass
+        stream.result()
+        return time.perf_counter() - start
+
+    return decode
+
+
+def compare_threads(decode: Callable[[], float], repeats: int) -> None:
+    """Alternate the three placements so that they share the machine's drift over the run."""
     jobs: queue.Queue = queue.Queue()
     done: queue.Queue = queue.Queue()
 
@@ -62,7 +94,7 @@ def main() -> None:
     decode()  # warm the main thread
     in_long_lived()  # and the long-lived worker
     times: dict[str, list[float]] = {"main thread": [], "long-lived worker thread": [], "fresh thread per call": []}
-    for _ in range(args.repeats):
+    for _ in range(repeats):
         for name, run in zip(times, (decode, in_long_lived, in_fresh_thread)):
             times[name].append(run())
     jobs.put(None)
