@@ -5,6 +5,7 @@ latency, and a byte-for-byte check against sequential outputs. A figure script, 
     python benchmarks/batched_rounds.py --concurrency 1 2 4 8 16 --max-new-tokens 48
     python benchmarks/batched_rounds.py --no-pooled-scoring                  # share drafting passes only
     python benchmarks/batched_rounds.py --no-pooled-drafting                 # pool scoring, not the drafts inside rounds
+    python benchmarks/batched_rounds.py --no-onednn-output-layer             # the members' own output layers
     python benchmarks/batched_rounds.py --random-members DIR --device cuda:0 --decode-block 64 --concurrency 1 8 32 64
 
 ``--random-members DIR``: DIR holds smol/, gemma/, qwen/, each a config.json plus tokenizer files
@@ -111,6 +112,7 @@ def main() -> None:
                         help="run only the first K prompts alone (default: all); outputs are compared where a lone one exists")
     parser.add_argument("--no-pooled-scoring", action="store_true", help="share drafting passes only (EnsembleConfig.pooled_scoring=False)")
     parser.add_argument("--no-pooled-drafting", action="store_true", help="pool scoring but not the drafts inside rounds (EnsembleConfig.pooled_drafting=False)")
+    parser.add_argument("--no-onednn-output-layer", action="store_true", help="members' own output layers (Member(onednn_output_layer=False))")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
 
@@ -120,7 +122,8 @@ def main() -> None:
     if args.random_members:
         ensemble = SpecFuse(random_members(args.random_members, args.device, dtype, args.layers, args.decode_block), config)
     else:
-        ensemble = SpecFuse.from_preset("tiny", config=config, device=args.device, dtype=dtype, decode_block=args.decode_block)
+        ensemble = SpecFuse.from_preset("tiny", config=config, device=args.device, dtype=dtype, decode_block=args.decode_block,
+                                        onednn_output_layer=not args.no_onednn_output_layer)
     texts = prompts(top)
     ensemble.generate("Warm up.", max_new_tokens=8)
     alone_count = min(args.alone_requests or top, top)
@@ -174,7 +177,8 @@ def main() -> None:
         "device": args.device, "device_name": torch.cuda.get_device_name(args.device) if args.device.startswith("cuda") else "cpu",
         "torch": torch.__version__, "transformers": __import__("transformers").__version__,
         "dtype": args.dtype, "layers": args.layers, "members": [m.name for m in ensemble.members], "max_new_tokens": args.max_new_tokens,
-        "decode_block": args.decode_block, "pooled_scoring": not args.no_pooled_scoring, "pooled_drafting": not args.no_pooled_drafting, "torch_threads": torch.get_num_threads(),
+        "decode_block": args.decode_block, "pooled_scoring": not args.no_pooled_scoring, "pooled_drafting": not args.no_pooled_drafting,
+        "onednn_output_layer": not args.no_onednn_output_layer, "torch_threads": torch.get_num_threads(),
         "alone": {"requests": alone_count, "tokens_per_s": round(alone_rate, 2),
                   "first_segment_s": round(statistics.mean(f for f, _ in alone_lat), 2),
                   "per_segment_s": mean_or_none([p for _, p in alone_lat]),

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from specfuse_core.local.kv_cache import new_cache
+from specfuse_core.local.output_layer import use_onednn_output_layer
 from specfuse_core.local.rows import decode_rows, install
 
 from .conftest import random_model
@@ -19,9 +20,12 @@ def _prefill(model, ids):
     return cache
 
 
+@pytest.mark.parametrize("onednn", [False, True], ids=["own-output-layer", "onednn-output-layer"])
 @pytest.mark.parametrize("arch", ["llama", "qwen2", "gemma3"])
-def test_a_row_gets_the_same_bits_alone_and_in_any_batch(arch):
+def test_a_row_gets_the_same_bits_alone_and_in_any_batch(arch, onednn):
     model = random_model(arch, 500, seed=7)
+    if onednn and not use_onednn_output_layer(model):
+        pytest.skip("this PyTorch build has no oneDNN")
     plain = []  # the model's usual decode step, before switching attention
     prompts = [[5 + (i * 7 + j) % 400 for j in range(n)] for i, n in enumerate((3, 9, 14, 1, 20))]  # gemma3's window is 6
     for ids in prompts:

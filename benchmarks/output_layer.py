@@ -1,0 +1,101 @@
+"""The output layer through oneDNN against the model's own layer, on the tiny preset, CPU.
+
+Why: ``Member(onednn_output_layer=True)`` (the default) computes a CPU float32 member's output layer
+through oneDNN (specfuse_core/local/output_layer.py). This measures what that buys, both ways
+alternating in one process so that they share the machine's drift: one decode step per member (1 and
+8 rows, as batched drafting runs them), and whole ensemble answers, whose texts must be identical.
+A figure script, not a timed test; ratios within one run only.
+
+    python benchmarks/output_layer.py --repeats 3 --tokens 64
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+
+import torch
+
+from specfuse_core import SpecFuse
+from specfuse_core.kv_cache import crop_to, new_cache
+from specfuse_core.local.output_layer import OneDnnOutputForward, uses_onednn_output_layer
+from specfuse_core.local.rows import decode_rows
+
+PROMPTS = [
+    "Explain in two sentences how tides work.",
+    "Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in May. "
+    "How many clips did Natalia sell altogether in April and May?",
+]
+
+
+_FORWARDS: dict[str, OneDnnOutputForward] = {}  # one per member, so its oneDNN copy is made once
+
+
+def switch(ensemble: SpecFuse, onednn: bool) -> None:
+    """Every member's output layer through oneDNN, or back to its own ``forward``."""
+    for member in ensemble.members:
+        layer = member.model.get_output_embeddings()
+        if member.name not in _FORWARDS:
+            _FORWARDS[member.name] = layer.__dict__["forward"] if uses_onednn_output_layer(member.model) else OneDnnOutputForward(layer)
+        if onednn:
+            layer.forward = _FORWARDS[member.name]
+        elif uses_onednn_output_layer(member.model):
+            del layer.forward
+
+
+def step_ms(ensemble: SpecFuse, repeats: int) -> dict[str, dict[str, float]]:
+    """Median milliseconds of one decode step per member, rows x mode, the modes alternating."""
+    result = {}
+    for member in ensemble.members:
+        cache = new_cache()
+        with torch.inference_mode():
+            member.model(input_ids=torch.tensor([list(range(100, 180))], device=member.device), use_cache=True, **{member._cache_kwarg: cache})
+        times: dict[tuple[int, bool], list[float]] = {(rows, onednn): [] for rows in (1, 8) for onednn in (False, True)}
+        for _ in range(repeats + 1):  # the first round warms both modes up and is dropped
+            for rows, onednn in times:
+                switch(ensemble, onednn)
+                start = time.perf_counter()
+                decode_rows(member.model, member._cache_kwarg, [cache], [5], [80], rows)
+                times[rows, onednn].append(time.perf_counter() - start)
+                crop_to(cache, 80)
+        result[member.name] = {f"{rows} row{'s' * (rows > 1)}, {'oneDNN' if onednn else 'own layer'}": round(statistics.median(v[1:]) * 1000, 1)
+                               for (rows, onednn), v in times.items()}
+    return result
+
+
+def answers(ensemble: SpecFuse, repeats: int, tokens: int) -> dict[str, object]:
+    """Seconds for the prompts' answers, the two modes alternating; and whether the texts agree."""
+    seconds: dict[bool, list[float]] = {False: [], True: []}
+    texts: dict[bool, list[str]] = {False: [], True: []}
+    for onednn in (False, True):  # warm-up
+        switch(ensemble, onednn)
+        ensemble.generate("Warm up.", max_new_tokens=8)
+    for _ in range(repeats):
+        for onednn in (False, True):
+            switch(ensemble, onednn)
+            start = time.perf_counter()
+            texts[onednn] = [ensemble.generate(p, max_new_tokens=tokens).text for p in PROMPTS]
+            seconds[onednn].append(time.perf_counter() - start)
+    own, fast = statistics.median(seconds[False]), statistics.median(seconds[True])
+    return {"own_layer_s": [round(s, 2) for s in seconds[False]], "onednn_s": [round(s, 2) for s in seconds[True]],
+            "median_ratio_onednn_to_own": round(fast / own, 3), "texts_identical": texts[False] == texts[True]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--step-repeats", type=int, default=15)
+    parser.add_argument("--tokens", type=int, default=64)
+    args = parser.parse_args()
+    ensemble = SpecFuse.from_preset("tiny")
+    report = {"torch": torch.__version__, "torch_threads": torch.get_num_threads(), "decode_step_ms": step_ms(ensemble, args.step_repeats)}
+    print(json.dumps(report["decode_step_ms"], indent=2), flush=True)
+    report["answers"] = answers(ensemble, args.repeats, args.tokens)
+    report["answers"]["prompts"], report["answers"]["max_new_tokens"] = len(PROMPTS), args.tokens
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()
