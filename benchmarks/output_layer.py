@@ -20,7 +20,7 @@ import torch
 
 from specfuse_core import SpecFuse
 from specfuse_core.kv_cache import crop_to, new_cache
-from specfuse_core.local.output_layer import OneDnnOutputForward, uses_onednn_output_layer
+from specfuse_core.local.output_layer import OneDnnOutputLinear
 from specfuse_core.local.rows import decode_rows
 
 PROMPTS = [
@@ -30,19 +30,10 @@ PROMPTS = [
 ]
 
 
-_FORWARDS: dict[str, OneDnnOutputForward] = {}  # one per member, so its oneDNN copy is made once
-
-
 def switch(ensemble: SpecFuse, onednn: bool) -> None:
-    """Every member's output layer through oneDNN, or back to its own ``forward``."""
+    """Every member's output layer through oneDNN, or back to ``torch.nn.Linear``'s own product."""
     for member in ensemble.members:
-        layer = member.model.get_output_embeddings()
-        if member.name not in _FORWARDS:
-            _FORWARDS[member.name] = layer.__dict__["forward"] if uses_onednn_output_layer(member.model) else OneDnnOutputForward(layer)
-        if onednn:
-            layer.forward = _FORWARDS[member.name]
-        elif uses_onednn_output_layer(member.model):
-            del layer.forward
+        member.model.get_output_embeddings().__class__ = OneDnnOutputLinear if onednn else torch.nn.Linear
 
 
 def step_ms(ensemble: SpecFuse, repeats: int) -> dict[str, dict[str, float]]:

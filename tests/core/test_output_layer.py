@@ -1,5 +1,5 @@
 """The output layer through oneDNN (specfuse_core.local.output_layer): the same logits as the model's
-own layer, the module and its state left as they were, and a plain fallback wherever it does not apply."""
+own layer, the module's weights and state untouched, and the layer's own product wherever it does not apply."""
 
 from __future__ import annotations
 
@@ -10,7 +10,13 @@ import pytest
 import torch
 
 from specfuse_core import Member
-from specfuse_core.local.output_layer import MAX_ONEDNN_ROWS, onednn_linear_available, use_onednn_output_layer, uses_onednn_output_layer
+from specfuse_core.local.output_layer import (
+    MAX_ONEDNN_ROWS,
+    OneDnnOutputLinear,
+    onednn_linear_available,
+    use_onednn_output_layer,
+    uses_onednn_output_layer,
+)
 
 from .conftest import random_model
 
@@ -24,32 +30,9 @@ def _logits(model, ids=IDS):
         return model(input_ids=ids).logits
 
 
-@pytest.mark.parametrize("arch", ["llama", "qwen2", "gemma3"])
-def test_logits_match_the_models_own_layer(arch):
-    model = random_model(arch, 500, seed=4)
-    before = _logits(model)
-    keys = set(model.state_dict())
-    assert use_onednn_output_layer(model)
-    assert uses_onednn_output_layer(model)
-    torch.testing.assert_close(_logits(model), before, rtol=1e-4, atol=1e-4)
-    # the module is untouched: same parameters, still tied to the input embeddings
-    assert set(model.state_dict()) == keys
-    assert model.get_output_embeddings().weight is model.get_input_embeddings().weight
-    assert use_onednn_output_layer(model)  # a second call is a no-op
-
-
-def test_follows_a_changed_weight_and_falls_back_under_autograd():
-    model = random_model("llama", 500, seed=5)
-    assert use_onednn_output_layer(model)
-    layer = model.get_output_embeddings()
-    hidden = torch.randn(2, 3, layer.in_features)
-    with torch.no_grad():
-        layer.weight.mul_(2.0)  # in place: the oneDNN copy must be made again
+def _agrees(layer, hidden):
     with torch.inference_mode():
-        torch.testing.assert_close(layer(hidden), torch.nn.functional.linear(hidden, layer.weight), rtol=1e-4, atol=1e-4)
-    hidden.requires_grad_(True)
-    layer(hidden).sum().backward()  # the plain product, so gradients flow
-    assert hidden.grad is not None and layer.weight.grad is not None
+        torch.testing.assert_close(layer(hidden), torch.nn.functional.linear(hidden, layer.weight, layer.bias), rtol=1e-4, atol=1e-4)
 
 
 class _Head(torch.nn.Module):
@@ -63,32 +46,49 @@ class _Head(torch.nn.Module):
         return self.head
 
 
-def test_bias_casts_and_untracked_writes():
+@pytest.mark.parametrize("arch", ["llama", "qwen2", "gemma3"])
+def test_logits_match_the_models_own_layer(arch):
+    model = random_model(arch, 500, seed=4)
+    before = _logits(model)
+    keys = set(model.state_dict())
+    assert use_onednn_output_layer(model)
+    assert uses_onednn_output_layer(model) and type(model.get_output_embeddings()) is OneDnnOutputLinear
+    torch.testing.assert_close(_logits(model), before, rtol=1e-4, atol=1e-4)
+    # no copy: the same parameters, still tied to the input embeddings
+    assert set(model.state_dict()) == keys
+    assert model.get_output_embeddings().weight is model.get_input_embeddings().weight
+    assert use_onednn_output_layer(model)  # a second call is a no-op
+
+
+def test_weights_changed_in_any_way_are_followed_and_autograd_takes_the_own_product():
     model = _Head().eval()
     assert use_onednn_output_layer(model)
     layer, hidden = model.head, torch.randn(4, 16)
-
-    def agrees() -> None:
-        with torch.inference_mode():
-            torch.testing.assert_close(layer(hidden), torch.nn.functional.linear(hidden, layer.weight, layer.bias), rtol=1e-4, atol=1e-4)
-
-    agrees()
+    _agrees(layer, hidden)
     with torch.no_grad():
-        layer.bias.add_(1.0)  # the bias changed: the copy follows
-    agrees()
+        layer.bias.add_(1.0)
+        layer.weight.mul_(2.0)
+    _agrees(layer, hidden)
+    layer.weight.data.copy_(torch.randn(40, 16))  # a write autograd does not see
+    _agrees(layer, hidden)
     model.half()
-    model.float()  # a new weight, possibly at the old address: the copy still follows
-    agrees()
-    layer.weight.data.copy_(torch.randn(40, 16))  # not version-counted: refresh() is the documented way
-    layer.forward.refresh()
-    agrees()
+    with torch.inference_mode():  # half precision: the layer's own product
+        assert layer(hidden.half()).dtype == torch.float16
+    model.float()
+    _agrees(layer, hidden)
+    hidden.requires_grad_(True)
+    layer(hidden).sum().backward()  # the own product, so gradients flow
+    assert hidden.grad is not None and layer.weight.grad is not None and layer.bias.grad is not None
 
 
-def test_a_wrapped_forward_is_left_alone():
-    model = _Head().eval()
-    model.head.forward = lambda x: torch.zeros(x.shape[0], 40)  # as a device hook would wrap it
-    assert not use_onednn_output_layer(model)
-    assert torch.count_nonzero(model.head(torch.randn(2, 16))) == 0
+def test_many_rows_take_the_layers_own_product():
+    model = random_model("llama", 500, seed=7)
+    assert use_onednn_output_layer(model)
+    layer = model.get_output_embeddings()
+    many = torch.randn(MAX_ONEDNN_ROWS + 1, layer.in_features)
+    with torch.inference_mode():
+        assert torch.equal(layer(many), torch.nn.functional.linear(many, layer.weight))  # the same kernel, so the same bits
+    _agrees(layer, many[:MAX_ONEDNN_ROWS])
 
 
 def test_copies_and_pickles_keep_their_own_weights():
@@ -102,24 +102,17 @@ def test_copies_and_pickles_keep_their_own_weights():
     assert torch.count_nonzero(_logits(twin)) == 0
     torch.testing.assert_close(_logits(model), before, rtol=1e-4, atol=1e-4)  # the original is unaffected
     thawed = pickle.loads(pickle.dumps(model))
+    assert uses_onednn_output_layer(thawed)
     torch.testing.assert_close(_logits(thawed), before, rtol=1e-4, atol=1e-4)
 
 
-def test_many_rows_take_the_layers_own_product():
-    model = random_model("llama", 500, seed=7)
-    assert use_onednn_output_layer(model)
-    layer = model.get_output_embeddings()
-    many = torch.randn(MAX_ONEDNN_ROWS + 1, layer.in_features)
-    with torch.inference_mode():
-        assert torch.equal(layer(many), torch.nn.functional.linear(many, layer.weight))  # the same kernel, so the same bits
-        torch.testing.assert_close(layer(many[:MAX_ONEDNN_ROWS]), torch.nn.functional.linear(many[:MAX_ONEDNN_ROWS], layer.weight),
-                                   rtol=1e-4, atol=1e-4)
-
-
-def test_not_used_for_half_precision():
-    model = random_model("llama", 500, seed=8).to(torch.bfloat16)
+def test_not_used_for_half_precision_or_a_wrapped_forward():
+    assert not use_onednn_output_layer(random_model("llama", 500, seed=8).to(torch.bfloat16))
+    model = _Head().eval()
+    model.head.forward = lambda x: torch.zeros(x.shape[0], 40)  # as a device hook wraps a layer
     assert not use_onednn_output_layer(model)
-    assert not uses_onednn_output_layer(model)
+    assert type(model.head) is torch.nn.Linear
+    assert torch.count_nonzero(model.head(torch.randn(2, 16))) == 0
 
 
 def test_member_option(real_tokenizers):
