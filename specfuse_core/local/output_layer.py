@@ -44,14 +44,17 @@ class OneDnnOutputLinear(torch.nn.Linear):
         if not self._onednn_applies(hidden):
             return F.linear(hidden, self.weight, self.bias)
         flat = hidden.reshape(-1, hidden.shape[-1]).contiguous()
-        out = torch._C._nn.mkldnn_linear(flat.to_mkldnn(), self.weight, self.bias).to_dense()
+        try:
+            out = torch._C._nn.mkldnn_linear(flat.to_mkldnn(), self.weight, self.bias).to_dense()
+        except RuntimeError:  # oneDNN refused this weight (e.g. one replaced by a view since): the own product
+            return F.linear(hidden, self.weight, self.bias)
         return out.reshape(*hidden.shape[:-1], out.shape[-1])
 
 
 def use_onednn_output_layer(model: Any) -> bool:
     """Switch ``model``'s output layer to :class:`OneDnnOutputLinear` where it applies (a float32
-    ``torch.nn.Linear`` on the CPU, not wrapped by a hook, a PyTorch build with oneDNN) and the two products agree on a
-    probe; returns whether the layer now runs through oneDNN."""
+    ``torch.nn.Linear`` on the CPU, not wrapped by a hook, a PyTorch build with oneDNN) and the two
+    products agree on a probe; returns whether the layer now runs through oneDNN."""
     layer = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
     if isinstance(layer, OneDnnOutputLinear):
         return True

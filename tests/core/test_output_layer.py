@@ -123,3 +123,18 @@ def test_member_option(real_tokenizers):
     assert fast.onednn_output_layer and uses_onednn_output_layer(fast.model)
     with pytest.raises(ValueError, match="onednn_output_layer must be True or False"):
         Member(random_model("llama", len(tokenizer), seed=9), tokenizer, name="bad", onednn_output_layer="yes")
+
+
+def test_a_weight_onednn_refuses_takes_the_own_product(monkeypatch):
+    model = _Head().eval()
+    assert use_onednn_output_layer(model)
+
+    def refuse(*args, **kwargs):
+        raise RuntimeError("could not create a primitive descriptor")
+
+    monkeypatch.setattr(torch._C._nn, "mkldnn_linear", refuse)
+    hidden = torch.randn(3, 16)
+    with pytest.raises(RuntimeError):
+        torch._C._nn.mkldnn_linear(hidden.to_mkldnn(), model.head.weight, None)  # the patch is in place
+    with torch.inference_mode():
+        assert torch.equal(model.head(hidden), torch.nn.functional.linear(hidden, model.head.weight, model.head.bias))
