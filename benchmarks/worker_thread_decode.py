@@ -1,7 +1,8 @@
 """Is a greedy decode slower in a worker thread than in the main thread, or only in a fresh thread?
 
 Why: a lone request in the batched-rounds benchmark ran 10-17% slower in a thread of its own than in
-the main thread, and async callers and `specfuse serve` run rounds in worker threads. This times
+the main thread, and async callers and `specfuse serve` run rounds in worker threads. (Timed alternately,
+as here, the gap was not there: it was drift; docs/performance.md, "Longer answers".) This times
 plain `transformers` `generate` of one member (no specfuse engine) alternately in the main thread, in
 one long-lived worker thread (warmed once), and in a fresh thread per call, so the three share the
 machine's state over the run. Ratios within one run only; a diagnostic, not a test.

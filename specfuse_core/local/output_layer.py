@@ -27,6 +27,10 @@ def onednn_linear_available() -> bool:
     return bool(torch.backends.mkldnn.is_available()) and hasattr(torch._C._nn, "mkldnn_linear")
 
 
+def _cpu_float32(*tensors: torch.Tensor | None) -> bool:
+    return all(t is None or (t.device.type == "cpu" and t.dtype == torch.float32) for t in tensors)
+
+
 class OneDnnOutputLinear(torch.nn.Linear):
     """A ``Linear`` whose small CPU float32 inference passes run through oneDNN (the class a layer is
     switched to by :func:`use_onednn_output_layer`; switching back to ``torch.nn.Linear`` undoes it)."""
@@ -37,7 +41,7 @@ class OneDnnOutputLinear(torch.nn.Linear):
         needs_grad = torch.is_grad_enabled() and (hidden.requires_grad or weight.requires_grad or (bias is not None and bias.requires_grad))
         return (
             0 < rows <= MAX_ONEDNN_ROWS and hidden.device.type == "cpu" and hidden.dtype == torch.float32 and not needs_grad
-            and weight.is_contiguous() and all(t is None or (t.device.type == "cpu" and t.dtype == torch.float32) for t in (weight, bias))
+            and weight.is_contiguous() and _cpu_float32(weight, bias)
         )
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
@@ -60,18 +64,15 @@ def use_onednn_output_layer(model: Any) -> bool:
         return True
     if type(layer) is not torch.nn.Linear or not onednn_linear_available() or "forward" in layer.__dict__:
         return False  # not a plain layer, no oneDNN, or its forward already wrapped (e.g. by a device hook)
-    if not all(t is None or (t.device.type == "cpu" and t.dtype == torch.float32) for t in (layer.weight, layer.bias)):
+    if not _cpu_float32(layer.weight, layer.bias):
         return False
     probe = torch.randn(3, layer.in_features, generator=torch.Generator().manual_seed(0)).to(layer.weight.device)
     with torch.inference_mode():
         dense = F.linear(probe, layer.weight, layer.bias)
         layer.__class__ = OneDnnOutputLinear
-        try:
-            if not layer._onednn_applies(probe):
-                raise RuntimeError("not a CPU float32 layer")
-            fast = layer(probe)
-            agrees = torch.allclose(fast, dense, rtol=1e-4, atol=1e-4 * (float(dense.abs().max()) or 1.0))
-        except RuntimeError:  # not applicable, or a build whose oneDNN rejects this layer
+        try:  # the probe must take the oneDNN path (a contiguous weight) and agree with the own product
+            agrees = layer._onednn_applies(probe) and torch.allclose(layer(probe), dense, rtol=1e-4, atol=1e-4 * (float(dense.abs().max()) or 1.0))
+        except RuntimeError:  # a build whose oneDNN rejects this layer
             agrees = False
         if not agrees:
             layer.__class__ = torch.nn.Linear
