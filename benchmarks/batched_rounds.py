@@ -113,6 +113,7 @@ def main() -> None:
     parser.add_argument("--no-pooled-scoring", action="store_true", help="share drafting passes only (EnsembleConfig.pooled_scoring=False)")
     parser.add_argument("--no-pooled-drafting", action="store_true", help="pool scoring but not the drafts inside rounds (EnsembleConfig.pooled_drafting=False)")
     parser.add_argument("--no-onednn-output-layer", action="store_true", help="members' own output layers (Member(onednn_output_layer=False))")
+    parser.add_argument("--no-onednn-hidden-layers", action="store_true", help="members' own hidden layers (Member(onednn_hidden_layers=False))")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
 
@@ -123,7 +124,7 @@ def main() -> None:
         ensemble = SpecFuse(random_members(args.random_members, args.device, dtype, args.layers, args.decode_block), config)
     else:
         ensemble = SpecFuse.from_preset("tiny", config=config, device=args.device, dtype=dtype, decode_block=args.decode_block,
-                                        onednn_output_layer=not args.no_onednn_output_layer)
+                                        onednn_output_layer=not args.no_onednn_output_layer, onednn_hidden_layers=not args.no_onednn_hidden_layers)
     texts = prompts(top)
     ensemble.generate("Warm up.", max_new_tokens=8)
     alone_count = min(args.alone_requests or top, top)
@@ -178,7 +179,7 @@ def main() -> None:
         "torch": torch.__version__, "transformers": __import__("transformers").__version__,
         "dtype": args.dtype, "layers": args.layers, "members": [m.name for m in ensemble.members], "max_new_tokens": args.max_new_tokens,
         "decode_block": args.decode_block, "pooled_scoring": not args.no_pooled_scoring, "pooled_drafting": not args.no_pooled_drafting,
-        "onednn_output_layer": not args.no_onednn_output_layer, "torch_threads": torch.get_num_threads(),
+        "onednn_output_layer": not args.no_onednn_output_layer, "onednn_hidden_layers": not args.no_onednn_hidden_layers, "torch_threads": torch.get_num_threads(),
         "alone": {"requests": alone_count, "tokens_per_s": round(alone_rate, 2),
                   "first_segment_s": round(statistics.mean(f for f, _ in alone_lat), 2),
                   "per_segment_s": mean_or_none([p for _, p in alone_lat]),

@@ -11,6 +11,7 @@ batched-rounds benchmark drives it), alternating the same way.
 
     python benchmarks/worker_thread_decode.py --member qwen2.5-coder-0.5b --tokens 24 --repeats 5
     python benchmarks/worker_thread_decode.py --ensemble --tokens 64 --repeats 4
+    python benchmarks/worker_thread_decode.py --ensemble --dtype bfloat16 --tokens 64 --repeats 3
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ def main() -> None:
     parser.add_argument("--preset", default="tiny")
     parser.add_argument("--tokens", type=int, default=24)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--dtype", default="float32", help="the members' dtype (e.g. bfloat16)")
     parser.add_argument("--ensemble", action="store_true", help="time the preset's ensemble (SpecFuse.stream), not one member's generate")
     args = parser.parse_args()
     decode = ensemble_decode(args) if args.ensemble else member_decode(args)
@@ -41,7 +43,7 @@ def main() -> None:
 
 def member_decode(args: argparse.Namespace) -> Callable[[], float]:
     """One member's plain ``transformers`` greedy ``generate`` of exactly ``--tokens`` tokens, timed."""
-    member = {m.name: m for m in load_preset_members(args.preset)}[args.member]
+    member = {m.name: m for m in load_preset_members(args.preset, dtype=getattr(torch, args.dtype))}[args.member]
     ids = torch.tensor([member.encode("Explain why the sky is blue in two sentences.")], device=member.device)
 
     def decode() -> float:
@@ -58,7 +60,7 @@ def ensemble_decode(args: argparse.Namespace) -> Callable[[], float]:
     """One streamed ensemble answer of exactly the same text each call (greedy), timed."""
     from specfuse_core import SpecFuse
 
-    ensemble = SpecFuse.from_preset(args.preset)
+    ensemble = SpecFuse.from_preset(args.preset, dtype=getattr(torch, args.dtype))
 
     def decode() -> float:
         start = time.perf_counter()

@@ -18,7 +18,7 @@ from ..messages import Conversation
 from ..model_specs import check_hub_reachable, hub_load_error, resolve_model_spec
 from ..prompt_format import PlainPromptFormat
 from ..tokenizer_view import TokenizerView
-from .output_layer import use_onednn_output_layer
+from .onednn_linear import use_onednn_hidden_layers, use_onednn_output_layer
 from .sampling import TokenChooser
 from .session import LocalSession, ScoreJob
 
@@ -42,6 +42,7 @@ class Member(TextMember):
         context_window: int | None = None,
         decode_block: int | None = None,
         onednn_output_layer: bool = True,
+        onednn_hidden_layers: bool = True,
     ) -> None:
         """``decode_block``: how drafting decode passes shared by concurrent requests are shaped.
         ``None`` (default, fastest): a pass has as many rows as drafts in it and a lone request runs
@@ -52,11 +53,15 @@ class Member(TextMember):
 
         ``onednn_output_layer`` (default on): a float32 model on the CPU computes its output layer
         through oneDNN, on its own weight (no copy): about 12% faster per answer on the machine
-        measured (:mod:`.output_layer`); other devices and dtypes are unaffected."""
+        measured (:mod:`.onednn_linear`); other devices and dtypes are unaffected.
+        ``onednn_hidden_layers`` (default on): the same for its other linear layers, each pass where
+        the product is large enough for oneDNN to be faster (:class:`.onednn_linear.OneDnnHiddenLinear`)."""
         if decode_block is not None and decode_block < 1:
             raise ValueError(f"decode_block must be None (rows as needed) or >= 1, got {decode_block}")
         if not isinstance(onednn_output_layer, bool):
             raise ValueError(f"onednn_output_layer must be True or False, got {onednn_output_layer!r}")
+        if not isinstance(onednn_hidden_layers, bool):
+            raise ValueError(f"onednn_hidden_layers must be True or False, got {onednn_hidden_layers!r}")
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.name = name
@@ -74,6 +79,7 @@ class Member(TextMember):
         self.decode_block = decode_block
         self.row_invariant = _install_rows(model, name)
         self.onednn_output_layer = onednn_output_layer and use_onednn_output_layer(model)
+        self.onednn_hidden_layers = onednn_hidden_layers and use_onednn_hidden_layers(model) > 0
 
     def draft_together(self, jobs: "Sequence[tuple[LocalSession, str, int, bool]]") -> None:
         """Draft for several requests at once (see :func:`.batched_draft.draft_together`)."""
@@ -103,6 +109,7 @@ class Member(TextMember):
         context_window: int | None = None,
         decode_block: int | None = None,
         onednn_output_layer: bool = True,
+        onednn_hidden_layers: bool = True,
         **model_kwargs: Any,
     ) -> "Member":
         """Load a hub id or local directory. Safetensors only, unless ``allow_pickle=True``.
@@ -151,6 +158,7 @@ class Member(TextMember):
             context_window=context_window,
             decode_block=decode_block,
             onednn_output_layer=onednn_output_layer,
+            onednn_hidden_layers=onednn_hidden_layers,
         )
 
     @classmethod

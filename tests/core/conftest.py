@@ -19,12 +19,12 @@ def real_tokenizers(preset_dirs):
     return {name: AutoTokenizer.from_pretrained(path) for name, path in preset_dirs.items()}
 
 
-def random_model(arch: str, vocab_size: int, seed: int = 0, initializer_range: float = 0.2):
+def random_model(arch: str, vocab_size: int, seed: int = 0, initializer_range: float = 0.2, hidden_size: int = 64, intermediate_size: int = 128):
     """A 2-layer random-weight causal LM: fast, but with a real vocabulary size."""
     from transformers import AutoModelForCausalLM
 
     common = dict(
-        vocab_size=vocab_size, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+        vocab_size=vocab_size, hidden_size=hidden_size, intermediate_size=intermediate_size, num_hidden_layers=2,
         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096, tie_word_embeddings=True,
         initializer_range=initializer_range,  # 0.2: varied multilingual output (0.02-init models only emit newlines)
     )
@@ -39,6 +39,12 @@ def random_model(arch: str, vocab_size: int, seed: int = 0, initializer_range: f
         raise ValueError(arch)
     torch.manual_seed(seed)
     return AutoModelForCausalLM.from_config(config).eval()
+
+
+def wide_random_model(arch: str, vocab_size: int = 500, seed: int = 0):
+    """A 2-layer random model with layers wide enough (512 -> 2048) for the oneDNN hidden-layer rule to
+    apply to a few rows (specfuse_core.local.onednn_linear)."""
+    return random_model(arch, vocab_size, seed=seed, initializer_range=0.02, hidden_size=512, intermediate_size=2048)
 
 
 @pytest.fixture(scope="session")

@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from specfuse_core.local.kv_cache import new_cache
-from specfuse_core.local.output_layer import use_onednn_output_layer
+from specfuse_core.local.onednn_linear import use_onednn_hidden_layers, use_onednn_output_layer
 from specfuse_core.local.rows import decode_rows, install
 
-from .conftest import random_model
+from .conftest import random_model, wide_random_model
 
 
 def _prefill(model, ids):
@@ -20,12 +20,15 @@ def _prefill(model, ids):
     return cache
 
 
-@pytest.mark.parametrize("onednn", [False, True], ids=["own-output-layer", "onednn-output-layer"])
+@pytest.mark.parametrize("onednn", ["none", "output", "all"], ids=["own-layers", "onednn-output-layer", "onednn-all-layers"])
 @pytest.mark.parametrize("arch", ["llama", "qwen2", "gemma3"])
 def test_a_row_gets_the_same_bits_alone_and_in_any_batch(arch, onednn):
-    model = random_model(arch, 500, seed=7)
-    if onednn and not use_onednn_output_layer(model):
+    # "all": layers wide enough that the hidden-layer rule applies to the 4-row passes
+    model = wide_random_model(arch, seed=7) if onednn == "all" else random_model(arch, 500, seed=7)
+    if onednn != "none" and not use_onednn_output_layer(model):
         pytest.skip("this PyTorch build has no oneDNN")
+    if onednn == "all":
+        assert use_onednn_hidden_layers(model) > 0
     plain = []  # the model's usual decode step, before switching attention
     prompts = [[5 + (i * 7 + j) % 400 for j in range(n)] for i, n in enumerate((3, 9, 14, 1, 20))]  # gemma3's window is 6
     for ids in prompts:

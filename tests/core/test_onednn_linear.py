@@ -1,5 +1,6 @@
-"""The output layer through oneDNN (specfuse_core.local.output_layer): the same logits as the model's
-own layer, the module's weights and state untouched, and the layer's own product wherever it does not apply."""
+"""Linear layers through oneDNN (specfuse_core.local.onednn_linear): the same logits as the model's
+own layers, the module's weights and state untouched, and a layer's own product wherever its rule
+does not apply (the output layer's and the hidden layers')."""
 
 from __future__ import annotations
 
@@ -10,15 +11,20 @@ import pytest
 import torch
 
 from specfuse_core import Member
-from specfuse_core.local.output_layer import (
+from specfuse_core.local.onednn_linear import (
+    MAX_HIDDEN_ROWS,
     MAX_ONEDNN_ROWS,
+    MIN_HIDDEN_WORK,
+    OneDnnHiddenLinear,
     OneDnnOutputLinear,
+    onednn_hidden_layer_count,
     onednn_linear_available,
+    use_onednn_hidden_layers,
     use_onednn_output_layer,
     uses_onednn_output_layer,
 )
 
-from .conftest import random_model
+from .conftest import random_model, wide_random_model
 
 pytestmark = pytest.mark.skipif(not onednn_linear_available(), reason="this PyTorch build has no oneDNN")
 
@@ -138,3 +144,78 @@ def test_a_weight_onednn_refuses_takes_the_own_product(monkeypatch):
         torch._C._nn.mkldnn_linear(hidden.to_mkldnn(), model.head.weight, None)  # the patch is in place
     with torch.inference_mode():
         assert torch.equal(model.head(hidden), torch.nn.functional.linear(hidden, model.head.weight, model.head.bias))
+
+
+def _counting_onednn(monkeypatch) -> list[int]:
+    """Count oneDNN products (rows of each call), passing them through."""
+    calls: list[int] = []
+    real = torch._C._nn.mkldnn_linear
+
+    def counted(hidden, weight, bias):
+        calls.append(hidden.size(0))
+        return real(hidden, weight, bias)
+
+    monkeypatch.setattr(torch._C._nn, "mkldnn_linear", counted)
+    return calls
+
+
+@pytest.mark.parametrize("arch", ["llama", "qwen2", "gemma3"])
+def test_hidden_layers_match_the_models_own_products(arch, monkeypatch):
+    model = wide_random_model(arch, seed=4)
+    ids = torch.tensor([[(7 * i) % 500 for i in range(40)]])  # 40 rows: the MLP and attention products qualify
+    before = _logits(model, ids)
+    keys = set(model.state_dict())
+    switched = use_onednn_hidden_layers(model)
+    # every projection of both blocks; the output layer is left to use_onednn_output_layer
+    assert switched == onednn_hidden_layer_count(model) == 2 * 7
+    assert type(model.get_output_embeddings()) is torch.nn.Linear
+    calls = _counting_onednn(monkeypatch)
+    after = _logits(model, ids)
+    assert calls and all(rows == 40 for rows in calls)  # the path was taken
+    torch.testing.assert_close(after, before, rtol=1e-4, atol=1e-4)
+    assert set(model.state_dict()) == keys
+    assert use_onednn_hidden_layers(model) == switched  # a second call is a no-op
+
+
+def test_the_hidden_rule_skips_small_narrow_and_very_large_products(monkeypatch):
+    wide = torch.nn.Linear(256, 1024).eval()
+    narrow = torch.nn.Linear(896, 128).eval()
+    for layer in (wide, narrow):
+        assert _switch_one(layer)
+    calls = _counting_onednn(monkeypatch)
+    few = MIN_HIDDEN_WORK // (256 * 1024)  # 7 rows: under the work threshold
+    for rows, layer, expected in ((few, wide, False), (few + 1, wide, True), (MAX_HIDDEN_ROWS, wide, True),
+                                  (MAX_HIDDEN_ROWS + 1, wide, False), (64, narrow, False)):
+        calls.clear()
+        hidden = torch.randn(rows, layer.in_features)
+        with torch.inference_mode():
+            out = layer(hidden)
+        assert bool(calls) is expected, (rows, layer)
+        own = torch.nn.functional.linear(hidden, layer.weight, layer.bias)
+        if expected:
+            torch.testing.assert_close(out, own, rtol=1e-4, atol=1e-4)
+        else:
+            assert torch.equal(out, own)  # the own kernel, so the same bits
+
+
+def _switch_one(layer: torch.nn.Linear) -> bool:
+    holder = torch.nn.Sequential(layer)
+    return use_onednn_hidden_layers(holder) == 1 and type(layer) is OneDnnHiddenLinear
+
+
+def test_hidden_layers_not_used_for_half_precision_or_a_wrapped_forward():
+    assert use_onednn_hidden_layers(wide_random_model("llama", seed=8).to(torch.bfloat16)) == 0
+    layer = torch.nn.Linear(256, 1024)
+    layer.forward = lambda x: torch.zeros(x.shape[0], 1024)
+    assert use_onednn_hidden_layers(torch.nn.Sequential(layer)) == 0 and type(layer) is torch.nn.Linear
+
+
+def test_member_hidden_layers_option(real_tokenizers):
+    tokenizer = real_tokenizers["smollm2-135m"]
+    plain = Member(wide_random_model("llama", len(tokenizer), seed=9), tokenizer, name="plain", onednn_hidden_layers=False)
+    assert not plain.onednn_hidden_layers and onednn_hidden_layer_count(plain.model) == 0
+    assert plain.onednn_output_layer  # the two options are independent
+    fast = Member(wide_random_model("llama", len(tokenizer), seed=9), tokenizer, name="fast")
+    assert fast.onednn_hidden_layers and onednn_hidden_layer_count(fast.model) == 2 * 7
+    with pytest.raises(ValueError, match="onednn_hidden_layers must be True or False"):
+        Member(wide_random_model("llama", len(tokenizer), seed=9), tokenizer, name="bad", onednn_hidden_layers=1)

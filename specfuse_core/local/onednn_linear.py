@@ -1,0 +1,139 @@
+"""A CPU member's linear layers through oneDNN: the same products, computed faster.
+
+Why: on a CPU a forward pass spends most of its time in linear layers, and PyTorch's default float32
+product (MKL) ran about twice as slow as oneDNN's on the machine measured, for the output layer
+(vocabulary x hidden size: 545 MB of float32 weights for Qwen2.5-0.5B) and for the hidden layers
+(attention and MLP projections) alike, except on very small products, where oneDNN's fixed cost per
+call loses (docs/performance.md, "The output layer through oneDNN" and "The hidden layers through
+oneDNN"). oneDNN reads a layer's own weight in place, so nothing is copied: a layer only changes class
+(:class:`OneDnnOutputLinear` or :class:`OneDnnHiddenLinear`, both ``torch.nn.Linear``), and its
+parameters, state dict, tying, copies and pickles stay as they were. A pass that is not a CPU float32
+pass outside autograd, or that its class's rule finds too small or too large, takes the layer's own
+product.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+# Above this many rows an output-layer pass takes the layer's own product: oneDNN measured faster for
+# the tiny preset's three output layers at 1-128 rows (0.37-0.94x the time) and no longer at 256 (0.90-1.16x).
+MAX_ONEDNN_ROWS = 128
+
+# Hidden layers (benchmarks/onednn_hidden_products.py, the tiny preset's layer shapes): oneDNN took
+# 0.30-0.78x the time of the own product from 4 to 512 rows for layers of 256 or more outputs, but
+# lost on products under about 2 million multiply-adds (e.g. 1.13-1.69x for SmolLM2's MLP at one row)
+# and on the narrow key/value projections (128 outputs: 1.07-5.2x up to 128 rows). 512 rows is the
+# largest count measured (0.49-0.99x there).
+MAX_HIDDEN_ROWS = 512
+MIN_HIDDEN_OUTPUTS = 256
+MIN_HIDDEN_WORK = 2_000_000  # rows x inputs x outputs
+
+
+def onednn_linear_available() -> bool:
+    """Whether this PyTorch build can run a float32 linear layer through oneDNN."""
+    return bool(torch.backends.mkldnn.is_available()) and hasattr(torch._C._nn, "mkldnn_linear")
+
+
+def _cpu_float32(*tensors: torch.Tensor | None) -> bool:
+    return all(t is None or (t.device.type == "cpu" and t.dtype == torch.float32) for t in tensors)
+
+
+class _OneDnnLinear(torch.nn.Linear):
+    """A ``Linear`` whose CPU float32 inference passes run through oneDNN where :meth:`_worth_it` says so."""
+
+    def _worth_it(self, rows: int) -> bool:
+        raise NotImplementedError
+
+    def _onednn_applies(self, hidden: torch.Tensor) -> bool:
+        weight, bias = self.weight, self.bias
+        rows = hidden.numel() // max(hidden.shape[-1], 1)
+        needs_grad = torch.is_grad_enabled() and (hidden.requires_grad or weight.requires_grad or (bias is not None and bias.requires_grad))
+        return (
+            rows > 0 and self._worth_it(rows) and hidden.device.type == "cpu" and hidden.dtype == torch.float32 and not needs_grad
+            and weight.is_contiguous() and _cpu_float32(weight, bias)
+        )
+
+    def _onednn_product(self, hidden: torch.Tensor) -> torch.Tensor:
+        flat = hidden.reshape(-1, hidden.shape[-1]).contiguous()
+        out = torch._C._nn.mkldnn_linear(flat.to_mkldnn(), self.weight, self.bias).to_dense()
+        return out.reshape(*hidden.shape[:-1], out.shape[-1])
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        if not self._onednn_applies(hidden):
+            return F.linear(hidden, self.weight, self.bias)
+        try:
+            return self._onednn_product(hidden)
+        except RuntimeError:  # oneDNN refused this weight (e.g. one replaced by a view since): the own product
+            return F.linear(hidden, self.weight, self.bias)
+
+
+class OneDnnOutputLinear(_OneDnnLinear):
+    """The output layer: through oneDNN up to ``MAX_ONEDNN_ROWS`` rows."""
+
+    def _worth_it(self, rows: int) -> bool:
+        return rows <= MAX_ONEDNN_ROWS
+
+
+class OneDnnHiddenLinear(_OneDnnLinear):
+    """A hidden layer: through oneDNN where the product is large enough to repay oneDNN's cost per
+    call and the layer wide enough, up to ``MAX_HIDDEN_ROWS`` rows."""
+
+    def _worth_it(self, rows: int) -> bool:
+        return (
+            rows <= MAX_HIDDEN_ROWS and self.out_features >= MIN_HIDDEN_OUTPUTS
+            and rows * self.in_features * self.out_features >= MIN_HIDDEN_WORK
+        )
+
+
+def _switch(layer: Any, kind: type[_OneDnnLinear]) -> bool:
+    """Switch ``layer`` to ``kind`` if it is a plain float32 CPU ``torch.nn.Linear`` not wrapped by a
+    hook and oneDNN's product agrees with its own on a probe; returns whether it switched."""
+    if isinstance(layer, kind):
+        return True
+    if type(layer) is not torch.nn.Linear or not onednn_linear_available() or "forward" in layer.__dict__:
+        return False  # not a plain layer, no oneDNN, or its forward already wrapped (e.g. by a device hook)
+    if not _cpu_float32(layer.weight, layer.bias) or not layer.weight.is_contiguous():
+        return False
+    probe = torch.randn(3, layer.in_features, generator=torch.Generator().manual_seed(0)).to(layer.weight.device)
+    with torch.inference_mode():
+        dense = F.linear(probe, layer.weight, layer.bias)
+        layer.__class__ = kind
+        try:  # oneDNN's product must agree with the own one on the probe
+            agrees = torch.allclose(layer._onednn_product(probe), dense, rtol=1e-4, atol=1e-4 * (float(dense.abs().max()) or 1.0))
+        except RuntimeError:  # a build whose oneDNN rejects this layer
+            agrees = False
+        if not agrees:
+            layer.__class__ = torch.nn.Linear
+    return agrees
+
+
+def _output_layer(model: Any) -> Any:
+    return model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+
+
+def use_onednn_output_layer(model: Any) -> bool:
+    """Switch ``model``'s output layer to :class:`OneDnnOutputLinear` where it applies (a float32
+    ``torch.nn.Linear`` on the CPU, not wrapped by a hook, a PyTorch build with oneDNN) and the two
+    products agree on a probe; returns whether the layer now runs through oneDNN."""
+    return _switch(_output_layer(model), OneDnnOutputLinear)
+
+
+def uses_onednn_output_layer(model: Any) -> bool:
+    return isinstance(_output_layer(model), OneDnnOutputLinear)
+
+
+def use_onednn_hidden_layers(model: Any) -> int:
+    """Switch every plain float32 CPU ``torch.nn.Linear`` of ``model`` other than its output layer to
+    :class:`OneDnnHiddenLinear` (each checked as :func:`use_onednn_output_layer` checks the output
+    layer); returns how many layers now run through oneDNN where their rule says so."""
+    output = _output_layer(model)
+    return sum(_switch(module, OneDnnHiddenLinear) for module in model.modules()
+               if module is not output and isinstance(module, torch.nn.Linear) and not isinstance(module, OneDnnOutputLinear))
+
+
+def onednn_hidden_layer_count(model: Any) -> int:
+    return sum(isinstance(module, OneDnnHiddenLinear) for module in model.modules())
