@@ -13,6 +13,7 @@ from .errors import DuplicateMemberError, UnknownMemberNameError
 from .backend import MemberBackend
 from .messages import Conversation, normalize_conversation, with_tools
 from .output import OutputSpec
+from .openmp import release_openmp_workers
 from .scheduler import RoundScheduler
 from .shared_drafts import share_drafts
 from .results import GenerationResult, SegmentEvent
@@ -71,6 +72,7 @@ class SpecFuse:
         )
         # kept across requests if persist_weights; starts from the calibrated prior weights
         self._weights = HedgeWeights(names, self.config.hedge_learning_rate, self.config.member_weights)
+        release_openmp_workers()  # loading computed in this thread; requests may run in others (:mod:`.openmp`)
 
     @classmethod
     def from_preset(

@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from .openmp import release_openmp_workers
 from .shared_drafts import DraftCall, draft_in_shared_passes
 
 logger = logging.getLogger(__name__)
@@ -86,8 +87,7 @@ class ScoringPool:
             self._parked[index] = (session, job)
             self._state[index] = _PARKED
             self._pass_turn(index)
-            while not (self._state[index] == _READY and self._turn == index):
-                self._cond.wait()
+            self._wait_for_turn(index)
             logprobs, error = self._outcomes.pop(index)
         if error is not None:
             raise error
@@ -102,13 +102,20 @@ class ScoringPool:
             self._parked_drafts[index] = list(calls)
             self._state[index] = _PARKED
             self._pass_turn(index)
-            while not (self._state[index] == _READY and self._turn == index):
-                self._cond.wait()
+            self._wait_for_turn(index)
             _, error = self._outcomes.pop(index, (None, None))
         if error is not None:
             raise error
 
     # ------------------------------------------------------------------ turns
+    def _wait_for_turn(self, index: int) -> None:
+        """Wait (holding the condition) until round ``index`` is ready and has the turn; a thread about
+        to wait first hands back its idle OpenMP team, which would slow the thread computing meanwhile."""
+        if not (self._state[index] == _READY and self._turn == index):
+            release_openmp_workers()
+        while not (self._state[index] == _READY and self._turn == index):
+            self._cond.wait()
+
     def _take_part(self, index: int, round_: Callable[[], None]) -> None:
         _local.pool, _local.index = self, index
         try:

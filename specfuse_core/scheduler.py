@@ -19,6 +19,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from .openmp import release_openmp_workers
 from .pooled_scoring import ScoringPool
 from .results import SegmentEvent
 from .rounds import EnsembleRequest
@@ -74,6 +75,8 @@ class RoundScheduler:
         try:
             while True:
                 with self._cond:
+                    if not ticket.finished and self._leading:
+                        release_openmp_workers()  # this thread waits: its idle OpenMP team would slow the leader's
                     while not ticket.finished and self._leading:
                         self._cond.wait()
                     if ticket.finished:
@@ -89,6 +92,8 @@ class RoundScheduler:
         except BaseException:
             self._withdraw(ticket)
             raise
+        finally:
+            release_openmp_workers()  # the round is over: whoever computes next, in any thread, gets the CPUs
 
     def _take_batch(self) -> list[_Ticket]:
         """Up to ``max_batch`` tickets from the front of the queue (called holding the condition)."""
@@ -140,6 +145,7 @@ class RoundScheduler:
             return run
 
         pool = ScoringPool(len(batch), pool_drafts=self.pool_drafts)
+        release_openmp_workers()  # the rounds compute in threads of their own while this one waits
         try:
             pool.run([round_of(t) for t in batch])
         finally:
