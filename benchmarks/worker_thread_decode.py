@@ -2,10 +2,13 @@
 
 Why: a lone request in the batched-rounds benchmark ran 10-17% slower in a thread of its own than in
 the main thread, and async callers and `specfuse serve` run rounds in worker threads. (Timed alternately,
-as here, the gap was not there: it was drift; docs/performance.md, "Longer answers".) This times
+as here, the gap was not there; the sixteenth session found why: see the caveat below.) This times
 plain `transformers` `generate` of one member (no specfuse engine) alternately in the main thread, in
 one long-lived worker thread (warmed once), and in a fresh thread per call, so the three share the
-machine's state over the run. Ratios within one run only; a diagnostic, not a test.
+machine's state over the run. Ratios within one run only; a diagnostic, not a test. Caveat
+(sixteenth session): the long-lived worker thread keeps an OpenMP team alive throughout, and libgomp
+then slows every thread's parallel work alike, so this design hides a thread gap rather than showing
+it (docs/performance.md, "OpenMP teams across threads").
 ``--ensemble`` times the whole tiny ensemble's streamed answer instead (the engine's own path, as the
 batched-rounds benchmark drives it), alternating the same way.
 

@@ -33,6 +33,10 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
         "--variant", action="append", default=[], metavar="NAME:FIELD=VALUE[;FIELD=VALUE]",
         help="a named ensemble mode with its own EnsembleConfig overrides, e.g. --variant gated:gate_threshold=-0.3 (repeatable; runs under --modes all or by name)",
     )
+    parser.add_argument(
+        "--member-option", action="append", default=[], metavar="OPTION=VALUE",
+        help=f"a loading option for every member (repeatable): {', '.join(MEMBER_OPTIONS)}, e.g. --member-option onednn_hidden_layers=false",
+    )
     parser.add_argument("--jobs", type=int, default=1, help="worker processes, each answering every N-th item (default 1)")
     parser.add_argument("--calibration", default=None, help="calibration file for the ensemble modes; 'none' for none (default: the preset's own, if it ships one)")
     parser.add_argument(
@@ -48,6 +52,31 @@ def _sigterm_as_interrupt(signum, frame) -> None:  # noqa: ARG001
     raise KeyboardInterrupt
 
 
+# Member loading options `specfuse eval --member-option` passes to every member's loader (Member.from_pretrained)
+MEMBER_OPTIONS = ("dtype", "device", "decode_block", "onednn_output_layer", "onednn_hidden_layers")
+
+
+def _json_or_text(raw: str) -> Any:
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError:
+        return raw  # a bare string such as rank or bfloat16
+
+
+def parse_member_options(pairs: list[str]) -> dict[str, Any]:
+    """``["onednn_hidden_layers=false"]`` -> ``{"onednn_hidden_layers": False}``; values are checked by the loader."""
+    options: dict[str, Any] = {}
+    for pair in pairs:
+        name, sep, raw = pair.partition("=")
+        name = name.strip()
+        if not sep or not name:
+            raise ValueError(f"--member-option expects OPTION=VALUE, got {pair!r}")
+        if name not in MEMBER_OPTIONS:
+            raise ValueError(f"--member-option: unknown option {name!r}; one of {', '.join(MEMBER_OPTIONS)}")
+        options[name] = _json_or_text(raw)
+    return options
+
+
 def parse_overrides(pairs: list[str]) -> dict[str, Any]:
     """``["score_temperature=0.5", "normalization=rank"]`` -> validated EnsembleConfig overrides."""
     from ..config import EnsembleConfig
@@ -57,11 +86,7 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
         field, sep, raw = pair.partition("=")
         if not sep or not field.strip():
             raise ValueError(f"--set expects FIELD=VALUE, got {pair!r}")
-        try:
-            value = json.loads(raw)
-        except json.JSONDecodeError:
-            value = raw  # a bare string such as rank
-        overrides[field.strip()] = value
+        overrides[field.strip()] = _json_or_text(raw)
     EnsembleConfig(**overrides)  # unknown fields and bad values fail here, with pydantic's message
     return overrides
 
@@ -151,6 +176,7 @@ def run_eval_command(args: argparse.Namespace, err, argv: Sequence[str] | None =
         if args.max_tokens < 1:  # before any model loads
             raise ValueError("--max-tokens must be at least 1")
         overrides = parse_overrides(args.set)
+        member_options = parse_member_options(args.member_option)
         variants = parse_variants(args.variant)
         if args.jobs < 1:
             raise ValueError("--jobs must be at least 1")
@@ -171,10 +197,12 @@ def run_eval_command(args: argparse.Namespace, err, argv: Sequence[str] | None =
         use_preset = bool(args.preset or not args.model)
         calibration = _calibration_arg(args.calibration, args.preset or "tiny" if use_preset and not args.model else None, args.leave_one_out)
         if use_preset:
-            members.extend(load_preset_members(args.preset or "tiny"))
-        members.extend(model_spec_member(spec) for spec in args.model)
+            members.extend(load_preset_members(args.preset or "tiny", **member_options))
+        members.extend(model_spec_member(spec, **member_options) for spec in args.model)
         ensemble = SpecFuse(members, EnsembleConfig(), calibration=calibration)
-        settings = EvalSettings(dataset=args.dataset, max_tokens=args.max_tokens, seed=args.seed, config=overrides, variants=variants)
+        settings = EvalSettings(
+            dataset=args.dataset, max_tokens=args.max_tokens, seed=args.seed, config=overrides, variants=variants, member_options=member_options
+        )
         modes = [m.strip() for m in args.modes.split(",") if m.strip()]
         outcome = run_evaluation(
             ensemble, items, args.out, settings, modes, progress=not args.no_progress,

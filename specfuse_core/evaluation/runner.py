@@ -40,6 +40,7 @@ class EvalSettings(BaseModel):
     config: dict[str, Any] = Field(default_factory=dict, description="EnsembleConfig overrides for every mode")
     variants: dict[str, dict[str, Any]] = Field(default_factory=dict, description="named ensemble modes: name -> EnsembleConfig overrides")
     members: list[str] = Field(default_factory=list)
+    member_options: dict[str, Any] = Field(default_factory=dict, description="loading options of every member (--member-option)")
     calibration: dict[str, Any] | None = Field(None, description="the trust settings a calibration filled in (weights, roles, lead, gate)")
 
 

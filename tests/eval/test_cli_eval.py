@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from specfuse_core.cli import build_parser, main
-from specfuse_core.evaluation.command import parse_overrides
+from specfuse_core.evaluation.command import parse_member_options, parse_overrides
 
 
 def test_unknown_dataset_exits_2(tmp_path, capsys):
@@ -29,6 +29,16 @@ def test_parse_overrides():
     }
     with pytest.raises(ValueError, match="FIELD=VALUE"):
         parse_overrides(["oops"])
+
+
+def test_member_options_are_parsed_and_checked_before_any_model_loads(tmp_path, capsys):
+    assert parse_member_options(["onednn_hidden_layers=false", "dtype=bfloat16", "decode_block=8"]) == {
+        "onednn_hidden_layers": False, "dtype": "bfloat16", "decode_block": 8,
+    }
+    with pytest.raises(ValueError, match="OPTION=VALUE"):
+        parse_member_options(["oops"])
+    assert main(["eval", "--dataset", "gsm8k", "--member-option", "trust_remote_code=true", "--out", str(tmp_path / "o")]) == 2
+    assert "unknown option 'trust_remote_code'" in capsys.readouterr().err
 
 
 def test_chat_is_unchanged():

@@ -136,6 +136,9 @@ def test_resume_refuses_other_settings(tmp_path, monkeypatch):
     runner.run_evaluation(_fake_ensemble(), items, tmp_path, runner.EvalSettings(dataset="gsm8k", max_tokens=8), ["a"], progress=False)
     with pytest.raises(runner.SettingsMismatchError, match="another --out"):
         runner.run_evaluation(_fake_ensemble(), items, tmp_path, runner.EvalSettings(dataset="gsm8k", max_tokens=16), ["a"], progress=False)
+    other_members = runner.EvalSettings(dataset="gsm8k", max_tokens=8, member_options={"onednn_hidden_layers": False})
+    with pytest.raises(runner.SettingsMismatchError, match="another --out"):  # members loaded another way
+        runner.run_evaluation(_fake_ensemble(), items, tmp_path, other_members, ["a"], progress=False)
 
 
 def test_members_alone_resume_under_other_ensemble_settings(tmp_path, monkeypatch):
