@@ -23,14 +23,18 @@ import torch.nn.functional as F
 # the tiny preset's three output layers at 1-128 rows (0.37-0.94x the time) and no longer at 256 (0.90-1.16x).
 MAX_ONEDNN_ROWS = 128
 
-# Hidden layers (benchmarks/onednn_hidden_products.py, the tiny preset's layer shapes): oneDNN took
-# 0.30-0.78x the time of the own product from 4 to 512 rows for layers of 256 or more outputs, but
-# lost on products under about 2 million multiply-adds (e.g. 1.13-1.69x for SmolLM2's MLP at one row)
-# and on the narrow key/value projections (128 outputs: 1.07-5.2x up to 128 rows). 512 rows is the
-# largest count measured (0.49-0.99x there).
+# Hidden layers (benchmarks/onednn_hidden_products.py, the tiny preset's layer shapes): oneDNN's fixed
+# cost per call (about 0.05-0.1 ms here) loses on small products and wins on large ones. It took
+# 0.33-0.56x the time of the own product for Qwen's MLP (4.4M weights) at one row, and 0.40-0.78x
+# for every layer of 256 or more outputs from 48 to 512 rows; it lost under about 4 million
+# multiply-adds (e.g. 1.52x for Gemma's MLP at 2 rows), on SmolLM2's small attention projections
+# (0.33M weights) up to about 32 rows (1.37x at 8), and on the narrow key/value projections (128
+# outputs) up to 128 rows. 512 rows is the largest count measured.
 MAX_HIDDEN_ROWS = 512
 MIN_HIDDEN_OUTPUTS = 256
-MIN_HIDDEN_WORK = 2_000_000  # rows x inputs x outputs
+MIN_HIDDEN_WORK = 4_000_000  # rows x inputs x outputs
+SMALL_LAYER_WEIGHTS = 500_000  # a layer with fewer weights than this ...
+SMALL_LAYER_MIN_ROWS = 32  # ... needs this many rows as well
 
 
 def onednn_linear_available() -> bool:
@@ -80,12 +84,14 @@ class OneDnnOutputLinear(_OneDnnLinear):
 
 class OneDnnHiddenLinear(_OneDnnLinear):
     """A hidden layer: through oneDNN where the product is large enough to repay oneDNN's cost per
-    call and the layer wide enough, up to ``MAX_HIDDEN_ROWS`` rows."""
+    call (a small layer only from ``SMALL_LAYER_MIN_ROWS`` rows) and the layer wide enough, up to
+    ``MAX_HIDDEN_ROWS`` rows."""
 
     def _worth_it(self, rows: int) -> bool:
+        weights = self.in_features * self.out_features
         return (
-            rows <= MAX_HIDDEN_ROWS and self.out_features >= MIN_HIDDEN_OUTPUTS
-            and rows * self.in_features * self.out_features >= MIN_HIDDEN_WORK
+            rows <= MAX_HIDDEN_ROWS and self.out_features >= MIN_HIDDEN_OUTPUTS and rows * weights >= MIN_HIDDEN_WORK
+            and (weights >= SMALL_LAYER_WEIGHTS or rows >= SMALL_LAYER_MIN_ROWS)
         )
 
 

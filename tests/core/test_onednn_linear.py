@@ -15,6 +15,7 @@ from specfuse_core.local.onednn_linear import (
     MAX_HIDDEN_ROWS,
     MAX_ONEDNN_ROWS,
     MIN_HIDDEN_WORK,
+    SMALL_LAYER_MIN_ROWS,
     OneDnnHiddenLinear,
     OneDnnOutputLinear,
     onednn_hidden_layer_count,
@@ -178,14 +179,17 @@ def test_hidden_layers_match_the_models_own_products(arch, monkeypatch):
 
 
 def test_the_hidden_rule_skips_small_narrow_and_very_large_products(monkeypatch):
-    wide = torch.nn.Linear(256, 1024).eval()
+    wide = torch.nn.Linear(512, 1024).eval()
+    small = torch.nn.Linear(256, 1024).eval()  # under SMALL_LAYER_WEIGHTS
     narrow = torch.nn.Linear(896, 128).eval()
-    for layer in (wide, narrow):
+    for layer in (wide, small, narrow):
         assert _switch_one(layer)
     calls = _counting_onednn(monkeypatch)
-    few = MIN_HIDDEN_WORK // (256 * 1024)  # 7 rows: under the work threshold
-    for rows, layer, expected in ((few, wide, False), (few + 1, wide, True), (MAX_HIDDEN_ROWS, wide, True),
-                                  (MAX_HIDDEN_ROWS + 1, wide, False), (64, narrow, False)):
+    few = MIN_HIDDEN_WORK // (512 * 1024)  # 7 rows: under the work threshold
+    cases = ((few, wide, False), (few + 1, wide, True), (MAX_HIDDEN_ROWS, wide, True), (MAX_HIDDEN_ROWS + 1, wide, False),
+             (16, small, False), (SMALL_LAYER_MIN_ROWS, small, True), (64, narrow, False))
+    assert 16 * 256 * 1024 >= MIN_HIDDEN_WORK  # the small layer's 16 rows pass the work threshold; its size stops them
+    for rows, layer, expected in cases:
         calls.clear()
         hidden = torch.randn(rows, layer.in_features)
         with torch.inference_mode():
