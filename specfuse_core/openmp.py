@@ -19,18 +19,13 @@ loaded; elsewhere (another OpenMP runtime, macOS, no PyTorch) this does nothing.
 from __future__ import annotations
 
 import ctypes
-import functools
-import logging
 import sys
 from typing import Any
-
-logger = logging.getLogger(__name__)
 
 _OMP_PAUSE_SOFT = 1  # omp_pause_resource_t: release the threads, keep the settings
 
 
-@functools.lru_cache(maxsize=1)
-def _pause_function() -> Any | None:
+def _find_pause_function() -> Any | None:
     """libgomp's ``omp_pause_resource_all`` if libgomp is loaded in this process, else ``None``."""
     if not sys.platform.startswith("linux"):
         return None
@@ -47,6 +42,20 @@ def _pause_function() -> Any | None:
         pause.argtypes, pause.restype = [ctypes.c_int], ctypes.c_int
         return pause
     return None
+
+
+_found: list[Any] = []  # [the function or None], once looked up with PyTorch loaded
+
+
+def _pause_function() -> Any | None:
+    """The pause function, looked up once; a lookup before PyTorch is imported (a remote-only
+    ensemble) is not kept, since PyTorch may load libgomp later."""
+    if _found:
+        return _found[0]
+    pause = _find_pause_function()
+    if pause is not None or "torch" in sys.modules:
+        _found.append(pause)
+    return pause
 
 
 def release_openmp_workers() -> bool:

@@ -73,3 +73,20 @@ def test_the_engine_releases_after_each_round_and_before_a_thread_waits(random_m
     rounds = sum(len(r.trace.rounds) for r in together)
     assert len(calls) >= rounds
     assert any(name.startswith("specfuse-round-") for name in calls)  # a pooled round that waits for its turn released too
+
+
+@needs_libgomp
+def test_a_lookup_before_pytorch_loads_is_not_kept():
+    """A remote-only ensemble may look before PyTorch (and its libgomp) is loaded: the next lookup,
+    once PyTorch is in, must find the runtime."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys; import specfuse_core.openmp as o\n"
+        "assert 'torch' not in sys.modules and o._pause_function() is None and not o._found\n"
+        "import torch\n"
+        "assert o.release_openmp_workers() is True and o._found and o._found[0] is not None\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
