@@ -1,12 +1,17 @@
-"""The output layer through oneDNN against the model's own layer, on the tiny preset, CPU.
+"""Linear layers through oneDNN against the model's own layers, on the tiny preset, CPU.
 
-Why: ``Member(onednn_output_layer=True)`` (the default) computes a CPU float32 member's output layer
-through oneDNN (specfuse_core.local.onednn_linear.py). This measures what that buys, both ways
-alternating in one process so that they share the machine's drift: one decode step per member (1 and
-8 rows, as batched drafting runs them), and whole ensemble answers, whose texts must be identical.
+Why: ``Member(onednn_output_layer=True)`` and ``Member(onednn_hidden_layers=True)`` (both defaults)
+compute a CPU float32 member's output layer and hidden layers through oneDNN
+(specfuse_core/local/onednn_linear.py). This measures what that buys, the modes alternating in one
+process so that they share the machine's drift: one decode step per member (1 and 8 rows, as batched
+drafting runs them) and one 48-token pass (as a scoring pass), and whole ensemble answers, whose
+texts are compared. By default the output layer's own product is compared with oneDNN's, the
+hidden layers as loaded (on oneDNN since the sixteenth session; the fifteenth session's figures had
+them on MKL); ``--hidden`` compares the output layer alone on oneDNN with all layers on oneDNN.
 A figure script, not a timed test; ratios within one run only.
 
-    python benchmarks/output_layer.py --repeats 3 --tokens 64
+    python benchmarks/output_layer.py --repeats 3 --tokens 64           # the output layer: own vs oneDNN
+    python benchmarks/output_layer.py --hidden --repeats 3 --tokens 64  # the output layer alone vs all layers
 """
 
 from __future__ import annotations
