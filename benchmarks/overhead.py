@@ -5,7 +5,10 @@ overhead_ratio   = ensemble wall time per output token
 round_efficiency = measured round time / sum over members of (decoding segment_tokens tokens with a
                    cache + one cached forward over all candidates' tokens), timed in the same run
 
-Usage: python benchmarks/overhead.py [--tokens 256] [--segment 10]
+The ensemble runs without the preset's calibration (no gating, every member drafts and verifies every
+round), as when these figures were first recorded; ``--calibrated`` runs the preset as shipped.
+
+Usage: python benchmarks/overhead.py [--tokens 256] [--segment 10] [--calibrated]
 """
 
 from __future__ import annotations
@@ -68,9 +71,14 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--tokens", type=int, default=256)
     parser.add_argument("--segment", type=int, default=10)
+    parser.add_argument("--calibrated", action="store_true", help="with the preset's shipped calibration (gating, router)")
     args = parser.parse_args()
     torch.manual_seed(0)
-    ensemble = SpecFuse.from_preset("tiny", config=EnsembleConfig(segment_tokens=args.segment, max_rounds=10_000))
+    config = EnsembleConfig(segment_tokens=args.segment, max_rounds=10_000)
+    if args.calibrated:
+        ensemble = SpecFuse.from_preset("tiny", config=config)
+    else:
+        ensemble = SpecFuse.from_preset("tiny", config=config, calibration=None)
     print(f"machine: {platform.processor() or platform.machine()}, torch threads={torch.get_num_threads()}")
 
     per_token = {m.name: standalone_seconds_per_token(m, args.tokens) for m in ensemble.members}
