@@ -53,11 +53,13 @@ class _OneDnnLinear(torch.nn.Linear):
         raise NotImplementedError
 
     def _onednn_applies(self, hidden: torch.Tensor) -> bool:
-        weight, bias = self.weight, self.bias
         rows = hidden.numel() // max(hidden.shape[-1], 1)
+        if rows == 0 or not self._worth_it(rows):  # the cheap test first: most small passes stop here
+            return False
+        weight, bias = self.weight, self.bias
         needs_grad = torch.is_grad_enabled() and (hidden.requires_grad or weight.requires_grad or (bias is not None and bias.requires_grad))
         return (
-            rows > 0 and self._worth_it(rows) and hidden.device.type == "cpu" and hidden.dtype == torch.float32 and not needs_grad
+            hidden.device.type == "cpu" and hidden.dtype == torch.float32 and not needs_grad
             and weight.is_contiguous() and _cpu_float32(weight, bias)
         )
 
