@@ -11,8 +11,10 @@ Two rules make a decode step *row-invariant*:
 * attention runs row by row on each request's own, unpadded cache (:class:`RowsCache`), through the
   model's own attention function: a row sees exactly the keys it would see alone.
 
-Prefill (feeding the accepted text) and packed scoring stay per request and are unchanged; only the
-one-token decode steps of drafting go through here, alone or batched alike.
+The one-token decode steps of drafting go through here, alone or batched alike. Concurrent requests'
+prefills and scoring passes share a pass through :func:`packed_rows` (their tokens one after another
+in a single row, each request's attention its own); a lone request's prefill and scoring pass are its
+session's own.
 """
 
 from __future__ import annotations
@@ -29,9 +31,9 @@ PREFIX = "specfuse_rows_"
 
 
 class RowStates:
-    """Per-row keys (or values) of one layer: each request's own cache, unpadded. ``lengths`` and
-    ``masks`` (packed scoring of several requests) give each row's real query length and its own
-    attention mask; without them every row is one query token that sees all its keys."""
+    """Per-request keys (or values) of one layer: each request's own cache, unpadded. ``lengths`` and
+    ``masks`` (packed scoring of several requests) give each request's segment of the packed row and
+    its own attention mask; without them every batch row is one query token that sees all its keys."""
 
     def __init__(self, rows: list[torch.Tensor], lengths: list[int] | None = None, masks: list[Any] | None = None) -> None:
         self.rows = rows
@@ -47,8 +49,8 @@ class RowsCache:
     is_compileable = False
 
     def __init__(self, caches: Sequence[Any | None], num_layers: int, lengths: list[int] | None = None, masks: list[Any] | None = None) -> None:
-        """``lengths``/``masks``: rows of several query tokens (padded to the longest), each row's real
-        length and attention mask (see :func:`packed_rows`)."""
+        """``lengths``/``masks``: several requests' query tokens packed one after another in a single
+        row, each request's length and attention mask (see :func:`packed_rows`)."""
         self.caches = list(caches)
         self.lengths = lengths
         self.masks = masks
@@ -58,10 +60,13 @@ class RowsCache:
 
     def update(self, key_states: torch.Tensor, value_states: torch.Tensor, layer_idx: int, *args: Any, **kwargs: Any):
         keys, values = [], []
+        starts = _starts(self.lengths) if self.lengths is not None else None
         for i, cache in enumerate(self.caches):
-            k, v = key_states[i : i + 1], value_states[i : i + 1]
-            if self.lengths is not None:  # padding tokens never enter a cache
-                k, v = k[:, :, : self.lengths[i]], v[:, :, : self.lengths[i]]
+            if starts is None:  # one decode row per request
+                k, v = key_states[i : i + 1], value_states[i : i + 1]
+            else:  # request i's tokens are a segment of the one packed row
+                segment = slice(starts[i], starts[i] + self.lengths[i])
+                k, v = key_states[:, :, segment], value_states[:, :, segment]
             if cache is not None:
                 k, v = cache.update(k, v, layer_idx)
             keys.append(k)
@@ -100,48 +105,62 @@ def _row_attention(original: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _packed_row_attention(original: Callable[..., Any], module: Any, query: torch.Tensor, key: RowStates, value: RowStates, window: int | None, **kwargs: Any):
-    """Each row's real queries against its own keys under its own packed mask (the sliding-window
-    mask on sliding layers), exactly the call a lone scoring pass makes; padded back to the batch."""
+    """Each request's segment of the packed queries against its own keys under its own mask (the
+    sliding-window mask on sliding layers), exactly the call a lone scoring pass makes; the outputs
+    go back into one packed row."""
     assert key.lengths is not None and key.masks is not None
-    longest = query.shape[2]
     outputs = []
-    for i, (k, v, length, mask) in enumerate(zip(key.rows, value.rows, key.lengths, key.masks)):
+    for k, v, start, length, mask in zip(key.rows, value.rows, _starts(key.lengths), key.lengths, key.masks):
         if isinstance(mask, dict):
             mask = mask["sliding_attention" if window else "full_attention"]
         # the lone pass's mask is a forward argument that device hooks move per layer; this one is not
         mask = mask.to(query.device)
-        out, _ = original(module, query[i : i + 1, :, :length], k, v, mask, **kwargs)
-        if length < longest:
-            out = torch.nn.functional.pad(out, (0, 0, 0, 0, 0, longest - length))
+        out, _ = original(module, query[:, :, start : start + length], k, v, mask, **kwargs)
         outputs.append(out)
-    return torch.cat(outputs, dim=0), None
+    return torch.cat(outputs, dim=1), None
+
+
+def _starts(lengths: Sequence[int]) -> list[int]:
+    """Where each segment of a packed row begins."""
+    starts, at = [], 0
+    for length in lengths:
+        starts.append(at)
+        at += length
+    return starts
 
 
 def packed_rows(
     model: Any, cache_kwarg: str, caches: Sequence[Any], ids: Sequence[Sequence[int]], positions: Sequence[Sequence[int]],
     masks: Sequence[Any], keep: Sequence[Sequence[int]],
 ) -> list[torch.Tensor]:
-    """Several requests' packed scoring passes in one forward pass: row ``i`` feeds ``ids[i]`` at
+    """Several requests' packed scoring passes in one forward pass: request ``i`` feeds ``ids[i]`` at
     ``positions[i]`` on top of cache ``i`` under its own attention mask (as built for its lone pass).
-    Rows are padded to the longest; returns each row's logits at its ``keep[i]`` positions (the
-    output layer runs only at positions some row keeps).
+    The requests' tokens go one after another into a single row, without padding, so the linear
+    layers see only real tokens (padding to the longest request cost up to 4x the work when one
+    request catches up on a long accepted text); returns each request's logits at its ``keep[i]``
+    positions (the output layer runs only at kept positions).
 
-    Attention is each row's own (the same call as alone); the linear layers see all rows at once, so
-    the last bits may differ from the lone pass, as with batched drafting's default rows."""
+    Attention is each request's own (the same call as alone); the linear layers see all requests'
+    tokens at once, so the last bits may differ from the lone pass, as with batched drafting's
+    default rows."""
     device = next(model.parameters()).device
-    longest = max(len(row) for row in ids)
     lengths = [len(row) for row in ids]
-    input_ids = torch.tensor([list(row) + [0] * (longest - len(row)) for row in ids], dtype=torch.long, device=device)
-    position_ids = torch.tensor([list(row) + [0] * (longest - len(row)) for row in positions], dtype=torch.long, device=device)
+    starts = _starts(lengths)
+    input_ids = torch.tensor([[t for row in ids for t in row]], dtype=torch.long, device=device)
+    position_ids = torch.tensor([[p for row in positions for p in row]], dtype=torch.long, device=device)
     rows_cache = RowsCache(list(caches), _num_layers(model), lengths, list(masks))
-    kept = sorted({r for rows in keep for r in rows})
-    where = {r: j for j, r in enumerate(kept)}
+    kept = [start + r for start, rows in zip(starts, keep) for r in rows]
     with torch.inference_mode():
         out = model(
             input_ids=input_ids, position_ids=position_ids, use_cache=True,
             logits_to_keep=torch.tensor(kept, device=device), **{cache_kwarg: rows_cache},
         )
-    return [out.logits[i, torch.tensor([where[r] for r in rows], device=out.logits.device)] for i, rows in enumerate(keep)]
+    logits, out_rows = out.logits[0], []
+    at = 0
+    for rows in keep:
+        out_rows.append(logits[at : at + len(rows)])
+        at += len(rows)
+    return out_rows
 
 
 def install(model: Any) -> None:

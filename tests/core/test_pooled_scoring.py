@@ -27,7 +27,7 @@ RESPONSES = ["The sea is wide and deep,\nit", "The Danube", ""]
 @pytest.mark.parametrize("arch", ["llama", "qwen2", "gemma3"])
 @pytest.mark.parametrize("drafted", [False, True])
 def test_a_pooled_pass_scores_like_each_lone_pass_and_leaves_each_cache_right(random_members, arch, drafted):
-    """Three requests of different lengths (padding), one with a draft in its cache when ``drafted``
+    """Three requests of different lengths (segments of one packed row), one with a draft in its cache when ``drafted``
     (the hidden region): scores equal naive scoring, and accepting a candidate afterwards leaves each
     cache equal to a fresh prefill."""
     member = random_members[arch]
