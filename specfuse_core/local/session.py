@@ -54,6 +54,16 @@ class _DraftRecord:
 
 
 @dataclass
+class PrefillJob:
+    """A draft's prefill planned for a pass shared with other requests (:meth:`LocalSession.plan_prefill`)."""
+
+    response: str
+    max_tokens: int
+    context: list[int]
+    plan: PackedPass  # the context tail to feed; ``rows`` holds its last position
+
+
+@dataclass
 class ScoreJob:
     """One planned scoring pass of a session (see :meth:`LocalSession.plan_score`)."""
 
@@ -168,14 +178,36 @@ class LocalSession(TextSession):
 
     def begin_draft(self, response: str, max_tokens: int) -> None:
         """Sync the cache to ``prompt + response`` (a per-request prefill) and pick the first token."""
+        job = self.plan_prefill(response, max_tokens)
+        self.finish_prefill(job, self._forward(job.plan.ids, logits_to_keep=1)[-1])
+
+    def plan_prefill(self, response: str, max_tokens: int) -> "PrefillJob":
+        """:meth:`begin_draft` up to its forward pass, which may be shared with other requests
+        (:func:`.batched_draft.draft_together`): the cache is cropped to where the prefill starts, and
+        ``job.plan`` holds the tokens and positions to feed (at least one, so there is a next-token row)."""
+        context = self._forget_for_draft(response)
+        keep = min(common_prefix_length(self.cached_ids, context), len(context) - 1)
+        crop_to(self.cache, keep)
+        self.cached_ids = context[:keep]
+        plan = plan_packed_pass(len(context), [], [], keep, 0, context[keep:], None)
+        plan.rows = [len(plan.ids) - 1]  # the next-token row after the context
+        return PrefillJob(response, max_tokens, context, plan)
+
+    def finish_prefill(self, job: "PrefillJob", logits: torch.Tensor) -> None:
+        """``job``'s tokens were fed (``logits``: its next-token row): pick the first draft token. The
+        pass is counted by whoever ran it."""
+        self.cached_ids = list(job.context)
+        self._drafting = record = _DraftRecord(job.response, job.context, torch.log_softmax(logits.float(), -1), max_tokens=job.max_tokens)
+        self._take(logits, record.context_logprobs)
+
+    def _forget_for_draft(self, response: str) -> list[int]:
+        """A new draft drops the last round's verified blocks and draft; returns its context."""
         self._drop_verified()
         self._draft_record = None
         if self.constraint is not None:
             self.constraint.sync_to(response)  # forget the last draft's tokens (a no-op after accept)
-        context = self._context(response)
-        logits = self._sync(context)
-        self._drafting = record = _DraftRecord(response, context, torch.log_softmax(logits.float(), -1), max_tokens=max_tokens)
-        self._take(logits, record.context_logprobs)
+        return self._context(response)
+
 
     @property
     def pending_token(self) -> int | None:

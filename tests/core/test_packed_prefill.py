@@ -87,3 +87,20 @@ def test_a_lone_prefill_and_a_batch_invariant_member_keep_their_own_pass(random_
     invariant = Member(member.model, member.tokenizer, name="llama", decode_block=8)
     sessions = [invariant.start(c, Sampling()) for c in CONVERSATIONS]
     assert len(batched_draft._prefill(invariant, [(s, r, 4, True) for s, r in zip(sessions, RESPONSES)])) == 3
+
+
+def test_a_long_prefill_runs_alone_and_the_short_ones_pack(random_members, monkeypatch):
+    member = _default(random_members["llama"])
+    sessions = [member.start(c, Sampling()) for c in CONVERSATIONS]
+    sessions[0].draft(RESPONSES[0], 2)  # this one's prefill is now short; the two fresh ones feed their prompts
+    lengths = [len(s.plan_prefill(r, 4).plan.ids) for s, r in zip(sessions, RESPONSES)]
+    sessions = [member.start(c, Sampling()) for c in CONVERSATIONS]
+    sessions[0].draft(RESPONSES[0], 2)
+    packed = []
+    real = batched_draft.packed_rows
+    monkeypatch.setattr(batched_draft, "packed_rows", lambda *a, **k: packed.append(len(a[3])) or real(*a, **k))
+    cap = sorted(lengths)[1]  # the two shortest pack, the longest runs alone
+    monkeypatch.setattr(batched_draft, "PACKED_PREFILL_MAX_TOKENS", cap)
+    going = batched_draft._prefill(member, [(s, r, 4, True) for s, r in zip(sessions, RESPONSES)])
+    assert packed == [2] and len(going) == 3
+    assert [s.counters.shared_forward_calls > 0 for s in sessions] == [n <= cap for n in lengths]
