@@ -1,11 +1,11 @@
-"""Where shared drafting's time goes with N concurrent requests: per-request prefills against the shared
-decode passes. A figure script, not a timed test; run one timing benchmark at a time.
+"""Where shared drafting's time goes with N concurrent requests: prefills against the shared decode
+passes. A figure script, not a timed test; run one timing benchmark at a time.
 
-Why: shared drafting (``local/batched_draft.py``) prefills each request on its own (the prompt in the
-first round, the accepted text the member has not seen yet in later ones) and shares only the
+Why: shared drafting (``local/batched_draft.py``) feeds each request the prompt in the first round and
+the accepted text the member has not seen yet in later ones (short prefills of several requests in
+one packed pass since the seventeenth session, the others one request at a time), then shares the
 decode passes. This wraps the functions involved with timers, runs N greedy requests of the
-tiny preset at once, and prints their totals, which bounds what packing the prefills across
-requests could gain (docs/performance.md, "Batched rounds"). It also times the drafts a round makes
+tiny preset at once, and prints their totals (docs/performance.md, "Batched rounds"). It also times the drafts a round makes
 on its own (the other drafters after an unsure or doubted lead, not shared across requests) and the
 pooled scoring passes, which bounds what sharing those drafts too could gain. Totals are summed
 over the requests' threads, so shares of wall can overlap.
@@ -50,7 +50,8 @@ def main() -> None:
     parser.add_argument("--max-new-tokens", type=int, default=16)
     args = parser.parse_args()
 
-    LocalSession.begin_draft = timed("prefills (begin_draft, one request each; in shared drafting and in rounds)", LocalSession.begin_draft)
+    LocalSession.prefill_alone = timed("prefills one request at a time (prefill_alone)", LocalSession.prefill_alone)
+    batched_draft._packed_prefill = timed("packed prefill passes (several requests each)", batched_draft._packed_prefill)
     batched_draft.decode_rows = timed("shared decode passes (decode_rows)", batched_draft.decode_rows)
     batched_draft.draft_together = timed("shared drafting in all (draft_together)", batched_draft.draft_together)
     LocalSession.draft = timed("drafts inside rounds, one request each (LocalSession.draft, prefill included)", LocalSession.draft)

@@ -83,7 +83,7 @@ def _prefill(member: "Member", jobs: Sequence[tuple["LocalSession", str, int, bo
         if any(session is s for s, _, _ in together):
             continue
         try:
-            session.finish_prefill(job, session._forward(job.plan.ids, logits_to_keep=1)[-1])
+            session.prefill_alone(job)
         except Exception as error:
             session.hold_shared(key, error=error)
             continue

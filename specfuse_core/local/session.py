@@ -178,7 +178,10 @@ class LocalSession(TextSession):
 
     def begin_draft(self, response: str, max_tokens: int) -> None:
         """Sync the cache to ``prompt + response`` (a per-request prefill) and pick the first token."""
-        job = self.plan_prefill(response, max_tokens)
+        self.prefill_alone(self.plan_prefill(response, max_tokens))
+
+    def prefill_alone(self, job: "PrefillJob") -> None:
+        """Feed ``job`` in this session's own pass and pick the first draft token."""
         self.finish_prefill(job, self._forward(job.plan.ids, logits_to_keep=1)[-1])
 
     def plan_prefill(self, response: str, max_tokens: int) -> "PrefillJob":
