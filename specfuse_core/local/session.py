@@ -55,7 +55,7 @@ class _DraftRecord:
 
 @dataclass
 class PrefillJob:
-    """A draft's prefill planned for a pass shared with other requests (:meth:`LocalSession.plan_prefill`)."""
+    """A draft's prefill, planned before its pass runs alone or shared with other requests (:meth:`LocalSession.plan_prefill`)."""
 
     response: str
     max_tokens: int
@@ -210,7 +210,6 @@ class LocalSession(TextSession):
         if self.constraint is not None:
             self.constraint.sync_to(response)  # forget the last draft's tokens (a no-op after accept)
         return self._context(response)
-
 
     @property
     def pending_token(self) -> int | None:
