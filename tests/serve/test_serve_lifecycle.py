@@ -20,6 +20,7 @@ import openai
 import pytest
 from openai import AsyncOpenAI, OpenAI
 
+from specfuse_core import EnsembleConfig, SpecFuse
 from specfuse_core.cli import main
 from specfuse_core.serve import ServeLimits, ServerThread, ServeSettings, create_app
 
@@ -27,7 +28,7 @@ from .conftest import LIMITS, MODEL
 
 ROOT = Path(__file__).resolve().parents[2]
 HELLO = [{"role": "user", "content": "Tell me about rivers."}]
-LONG = {"model": MODEL, "messages": HELLO, "max_tokens": LIMITS.max_tokens_cap}  # tens of seconds on these models
+LONG = {"model": MODEL, "messages": HELLO, "max_tokens": LIMITS.max_tokens_cap}  # a few seconds on these models
 
 
 def wait_until(condition, timeout: float, what: str) -> None:
@@ -38,9 +39,10 @@ def wait_until(condition, timeout: float, what: str) -> None:
         time.sleep(0.02)
 
 
-def only_request(app):
-    """The engine request behind the one request in flight (waits for it to open)."""
-    wait_until(lambda: any(s is not None for s in app.state.inflight.streams.values()), 30, "the request to open")
+def only_request(app, seen: str = ""):
+    """The engine request behind the one request in flight (waits for it to open); ``seen``: what the
+    client got so far, for the failure message."""
+    wait_until(lambda: any(s is not None for s in app.state.inflight.streams.values()), 30, f"the request to open ({seen})" if seen else "the request to open")
     return next(s for s in app.state.inflight.streams.values() if s is not None).request
 
 
@@ -54,17 +56,27 @@ def assert_stopped_early(app, request) -> None:
 
 
 @pytest.fixture()
-def app(small_ensemble):
-    return create_app(small_ensemble, ServeSettings(model_name=MODEL, limits=LIMITS))
+def ensemble(small_members):
+    """An ensemble of this test's own over the small members: a request still finishing on the shared
+    ``small_ensemble`` (another test's) cannot join its batches, so a long request here runs alone and
+    its greedy answer (which runs to the cap) cannot change with what else was in flight."""
+    return SpecFuse(small_members, EnsembleConfig(segment_tokens=4))
+
+
+@pytest.fixture()
+def app(ensemble):
+    return create_app(ensemble, ServeSettings(model_name=MODEL, limits=LIMITS))
 
 
 def test_client_disconnect_mid_stream_stops_the_generation(app):
     with ServerThread(app) as server:
         with httpx.stream("POST", f"{server.base_url}/chat/completions", json={**LONG, "stream": True}, timeout=60) as response:
+            lines = []
             for line in response.iter_lines():
+                lines.append(line)
                 if '"specfuse"' in line:  # the first accepted segment has arrived
                     break
-            request = only_request(app)
+            request = only_request(app, f"HTTP {response.status_code}, {len(lines)} lines, the last: {lines[-2:]!r}"[:2000])
             assert not request.done
         # leaving the block closes the connection half-way through the stream
         assert_stopped_early(app, request)
@@ -114,9 +126,9 @@ def refuses_connections(server: ServerThread) -> bool:
     return False
 
 
-def test_shutdown_lets_in_flight_streams_finish(app, small_ensemble):
+def test_shutdown_lets_in_flight_streams_finish(app, ensemble):
     body = {"model": MODEL, "messages": HELLO, "max_tokens": 24}
-    alone = small_ensemble.generate(HELLO, max_new_tokens=24)
+    alone = ensemble.generate(HELLO, max_new_tokens=24)
     server = ServerThread(app, shutdown_timeout=120).start()
     first, chunks, errors = threading.Event(), [], []
     thread = stream_in_thread(server, body, first, chunks, errors)
@@ -160,9 +172,9 @@ async def test_concurrent_streams_each_get_their_own_answer(small_server, small_
         assert await asyncio.gather(*(ask(p) for p in prompts)) == alone
 
 
-def test_in_flight_cap_answers_429(small_ensemble):
+def test_in_flight_cap_answers_429(ensemble):
     limits = ServeLimits(max_tokens_cap=400, default_max_tokens=12, max_concurrent_requests=1)
-    app = create_app(small_ensemble, ServeSettings(model_name=MODEL, limits=limits))
+    app = create_app(ensemble, ServeSettings(model_name=MODEL, limits=limits))
     with ServerThread(app, shutdown_timeout=0.5) as server:
         first, chunks, errors = threading.Event(), [], []
         thread = stream_in_thread(server, LONG, first, chunks, errors)
