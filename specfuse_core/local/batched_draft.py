@@ -79,8 +79,9 @@ def _prefill(member: "Member", jobs: Sequence[tuple["LocalSession", str, int, bo
     if len(together) < 2:
         together = []
     started = _packed_prefill(member, together)
+    packed = {id(session) for session, _, _ in together}
     for session, key, job in planned:
-        if any(session is s for s, _, _ in together):
+        if id(session) in packed:
             continue
         try:
             session.prefill_alone(job)
