@@ -3,9 +3,9 @@
 Why: on a CPU a forward pass spends most of its time in linear layers, and PyTorch's default float32
 product (MKL) ran about twice as slow as oneDNN's on the machine measured, for the output layer
 (vocabulary x hidden size: 545 MB of float32 weights for Qwen2.5-0.5B) and for the hidden layers
-(attention and MLP projections) alike, except on very small products, where oneDNN's fixed cost per
-call loses (docs/performance.md, "The output layer through oneDNN" and "The hidden layers through
-oneDNN"). oneDNN reads a layer's own weight in place, so nothing is copied: a layer only changes class
+(attention and MLP projections) alike, except the narrow key/value projections, where oneDNN's fixed
+cost per call loses (docs/performance.md, "The output layer through oneDNN", "The hidden layers
+through oneDNN" and "The hidden-layer rule in whole passes"). oneDNN reads a layer's own weight in place, so nothing is copied: a layer only changes class
 (:class:`OneDnnOutputLinear` or :class:`OneDnnHiddenLinear`, both ``torch.nn.Linear``), and its
 parameters, state dict, tying, copies and pickles stay as they were. A pass that is not a CPU float32
 pass outside autograd, or that its class's rule finds too small or too large, takes the layer's own
@@ -23,18 +23,15 @@ import torch.nn.functional as F
 # the tiny preset's three output layers at 1-128 rows (0.37-0.94x the time) and no longer at 256 (0.90-1.16x).
 MAX_ONEDNN_ROWS = 128
 
-# Hidden layers (benchmarks/onednn_hidden_products.py, the tiny preset's layer shapes): oneDNN's fixed
-# cost per call (about 0.05-0.1 ms here) loses on small products and wins on large ones. It took
-# 0.33-0.56x the time of the own product for Qwen's MLP (4.4M weights) at one row, and 0.40-0.78x
-# for every layer of 256 or more outputs from 48 to 512 rows; it lost under about 4 million
-# multiply-adds (e.g. 1.52x for Gemma's MLP at 2 rows), on SmolLM2's small attention projections
-# (0.33M weights) up to about 32 rows (1.37x at 8), and on the narrow key/value projections (128
-# outputs) up to 128 rows. 512 rows is the largest count measured.
+# Hidden layers: a layer of at least 256 outputs takes oneDNN at any row count up to 512 (the largest
+# measured). Timed one layer at a time (benchmarks/onednn_hidden_products.py), MKL won on small products
+# (under about 4 million multiply-adds), but there the layer's weights stay in the processor's cache
+# between repeats. In whole passes, which read every layer's weights from memory once, oneDNN was as
+# fast at one row and 0.6-0.8x the time at 2-4 rows on all three of the tiny preset's members, so the
+# sixteenth session's work and layer-size thresholds were dropped (benchmarks/onednn_hidden_rule.py).
+# The narrow key/value projections (128-192 outputs) keep MKL: sending them too was no faster.
 MAX_HIDDEN_ROWS = 512
 MIN_HIDDEN_OUTPUTS = 256
-MIN_HIDDEN_WORK = 4_000_000  # rows x inputs x outputs
-SMALL_LAYER_WEIGHTS = 500_000  # a layer with fewer weights than this ...
-SMALL_LAYER_MIN_ROWS = 32  # ... needs this many rows as well
 
 
 def onednn_linear_available() -> bool:
@@ -85,16 +82,11 @@ class OneDnnOutputLinear(_OneDnnLinear):
 
 
 class OneDnnHiddenLinear(_OneDnnLinear):
-    """A hidden layer: through oneDNN where the product is large enough to repay oneDNN's cost per
-    call (a small layer only from ``SMALL_LAYER_MIN_ROWS`` rows) and the layer wide enough, up to
+    """A hidden layer: through oneDNN when it has at least ``MIN_HIDDEN_OUTPUTS`` outputs, up to
     ``MAX_HIDDEN_ROWS`` rows."""
 
     def _worth_it(self, rows: int) -> bool:
-        weights = self.in_features * self.out_features
-        return (
-            rows <= MAX_HIDDEN_ROWS and self.out_features >= MIN_HIDDEN_OUTPUTS and rows * weights >= MIN_HIDDEN_WORK
-            and (weights >= SMALL_LAYER_WEIGHTS or rows >= SMALL_LAYER_MIN_ROWS)
-        )
+        return rows <= MAX_HIDDEN_ROWS and self.out_features >= MIN_HIDDEN_OUTPUTS
 
 
 def _switch(layer: Any, kind: type[_OneDnnLinear]) -> bool:

@@ -14,8 +14,7 @@ from specfuse_core import Member
 from specfuse_core.local.onednn_linear import (
     MAX_HIDDEN_ROWS,
     MAX_ONEDNN_ROWS,
-    MIN_HIDDEN_WORK,
-    SMALL_LAYER_MIN_ROWS,
+    MIN_HIDDEN_OUTPUTS,
     OneDnnHiddenLinear,
     OneDnnOutputLinear,
     onednn_hidden_layer_count,
@@ -178,17 +177,16 @@ def test_hidden_layers_match_the_models_own_products(arch, monkeypatch):
     assert use_onednn_hidden_layers(model) == switched  # a second call is a no-op
 
 
-def test_the_hidden_rule_skips_small_narrow_and_very_large_products(monkeypatch):
+def test_the_hidden_rule_skips_narrow_and_very_large_products(monkeypatch):
     wide = torch.nn.Linear(512, 1024).eval()
-    small = torch.nn.Linear(256, 1024).eval()  # under SMALL_LAYER_WEIGHTS
-    narrow = torch.nn.Linear(896, 128).eval()
+    small = torch.nn.Linear(256, 512).eval()  # a small layer: oneDNN from one row (whole passes were faster)
+    narrow = torch.nn.Linear(896, 128).eval()  # under MIN_HIDDEN_OUTPUTS
     for layer in (wide, small, narrow):
         assert _switch_one(layer)
     calls = _counting_onednn(monkeypatch)
-    few = MIN_HIDDEN_WORK // (512 * 1024)  # 7 rows: under the work threshold
-    cases = ((few, wide, False), (few + 1, wide, True), (MAX_HIDDEN_ROWS, wide, True), (MAX_HIDDEN_ROWS + 1, wide, False),
-             (16, small, False), (SMALL_LAYER_MIN_ROWS, small, True), (64, narrow, False))
-    assert 16 * 256 * 1024 >= MIN_HIDDEN_WORK  # the small layer's 16 rows pass the work threshold; its size stops them
+    cases = ((1, wide, True), (MAX_HIDDEN_ROWS, wide, True), (MAX_HIDDEN_ROWS + 1, wide, False),
+             (1, small, True), (2, small, True), (1, narrow, False), (64, narrow, False))
+    assert narrow.out_features < MIN_HIDDEN_OUTPUTS <= small.out_features
     for rows, layer, expected in cases:
         calls.clear()
         hidden = torch.randn(rows, layer.in_features)
