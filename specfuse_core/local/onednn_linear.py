@@ -26,10 +26,11 @@ MAX_ONEDNN_ROWS = 128
 # Hidden layers: a layer of at least 256 outputs takes oneDNN at any row count up to 512 (the largest
 # measured). Timed one layer at a time (benchmarks/onednn_hidden_products.py), MKL won on small products
 # (under about 4 million multiply-adds), but there the layer's weights stay in the processor's cache
-# between repeats. In whole passes, which read every layer's weights from memory once, oneDNN was as
-# fast at one row and 0.6-0.8x the time at 2-4 rows on all three of the tiny preset's members, so the
-# sixteenth session's work and layer-size thresholds were dropped (benchmarks/onednn_hidden_rule.py).
-# The narrow key/value projections (128-192 outputs) keep MKL: sending them too was no faster.
+# between repeats. In whole decode passes, which read every layer's weights from memory once, sending
+# the small layers too took 0.83-1.00x the time at one row, 0.63-0.93x at 2-3 rows and about the same
+# from 6 rows on the tiny preset's three members, so the sixteenth session's work and layer-size
+# thresholds were dropped (benchmarks/onednn_hidden_rule.py). The narrow key/value projections
+# (128-192 outputs) keep MKL: sending them too was no faster.
 MAX_HIDDEN_ROWS = 512
 MIN_HIDDEN_OUTPUTS = 256
 
