@@ -5,11 +5,11 @@ product (MKL) ran about twice as slow as oneDNN's on the machine measured, for t
 (vocabulary x hidden size: 545 MB of float32 weights for Qwen2.5-0.5B) and for the hidden layers
 (attention and MLP projections) alike, except the narrow key/value projections, where oneDNN's fixed
 cost per call loses (docs/performance.md, "The output layer through oneDNN", "The hidden layers
-through oneDNN" and "The hidden-layer rule in whole passes"). oneDNN reads a layer's own weight in place, so nothing is copied: a layer only changes class
-(:class:`OneDnnOutputLinear` or :class:`OneDnnHiddenLinear`, both ``torch.nn.Linear``), and its
-parameters, state dict, tying, copies and pickles stay as they were. A pass that is not a CPU float32
-pass outside autograd, or that its class's rule finds too small or too large, takes the layer's own
-product.
+through oneDNN" and "The hidden-layer rule in whole passes"). oneDNN reads a layer's own weight in
+place, so nothing is copied: a layer only changes class (:class:`OneDnnOutputLinear` or
+:class:`OneDnnHiddenLinear`, both ``torch.nn.Linear``), and its parameters, state dict, tying, copies
+and pickles stay as they were. A pass that is not a CPU float32 pass outside autograd, or that its
+class's rule finds too narrow or too large, takes the layer's own product.
 """
 
 from __future__ import annotations
