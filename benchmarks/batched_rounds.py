@@ -12,6 +12,8 @@ latency, and a byte-for-byte check against sequential outputs. A figure script, 
 (as for benchmarks/gpu_check.py); the members get random weights of those sizes (``--layers`` cuts depth).
 Every request of a run has its own prompt; "alone" runs the same prompts one after another on the same
 ensemble, so both sides pay the same prefill and the same text. Run one timing benchmark at a time.
+All prompts run alone before the concurrent batches, so the machine's drift can land on one side:
+for the ratio at one concurrency, benchmarks/batched_ratio.py interleaves the two.
 """
 
 from __future__ import annotations
