@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import threading
 import time
 
 import torch
@@ -53,9 +52,11 @@ def _use(rule: str) -> None:
 
 def answers(ensemble: SpecFuse, repeats: int, tokens: int = 64) -> dict[str, object]:
     """Seconds for two lone answers and for eight concurrent ones under each rule, alternating."""
+    from batched_ratio import alone, together
     from batched_rounds import prompts
 
-    seconds = {(kind, rule): [] for kind in ("2 alone", "8 at once") for rule in RULES}
+    runs = {"2 alone": (alone, prompts(2)), "8 at once": (together, prompts(8))}
+    seconds: dict[tuple[str, str], list[float]] = {(kind, rule): [] for kind in runs for rule in RULES}
     texts: dict[tuple[str, str], list[str]] = {}
     for rule in RULES:  # warm-up
         _use(rule)
@@ -63,25 +64,12 @@ def answers(ensemble: SpecFuse, repeats: int, tokens: int = 64) -> dict[str, obj
     for _ in range(repeats):
         for rule in RULES:
             _use(rule)
-            start = time.perf_counter()
-            texts["2 alone", rule] = [ensemble.generate(p, max_new_tokens=tokens).text for p in prompts(2)]
-            seconds["2 alone", rule].append(time.perf_counter() - start)
-            out: dict[int, str] = {}
-
-            def answer(i: int, prompt: str) -> None:
-                out[i] = ensemble.generate(prompt, max_new_tokens=tokens).text
-
-            threads = [threading.Thread(target=answer, args=(i, p)) for i, p in enumerate(prompts(8))]
-            start = time.perf_counter()
-            for thread in threads:
-                thread.start()
-            for thread in threads:
-                thread.join()
-            seconds["8 at once", rule].append(time.perf_counter() - start)
-            texts["8 at once", rule] = [out[i] for i in range(8)]
+            for kind, (run, texts_in) in runs.items():
+                _, wall, texts[kind, rule] = run(ensemble, texts_in, tokens)
+                seconds[kind, rule].append(wall)
     _use("current")
     result: dict[str, object] = {}
-    for kind in ("2 alone", "8 at once"):
+    for kind in runs:
         previous, current = (statistics.median(seconds[kind, rule]) for rule in RULES)
         result[kind] = {"previous_s": [round(x, 2) for x in seconds[kind, "previous"]], "current_s": [round(x, 2) for x in seconds[kind, "current"]],
                         "median_ratio": round(current / previous, 3), "texts_identical": texts[kind, "previous"] == texts[kind, "current"]}
