@@ -16,12 +16,12 @@ over the requests' threads, so shares of wall can overlap.
 from __future__ import annotations
 
 import argparse
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
+from batched_ratio import together
 from batched_rounds import prompts
 
 from specfuse_core import EnsembleConfig, SpecFuse
@@ -62,16 +62,7 @@ def main() -> None:
     seconds.clear()
     calls.clear()
 
-    def answer(prompt: str) -> None:
-        ensemble.generate(prompt, max_new_tokens=args.max_new_tokens)
-
-    threads = [threading.Thread(target=answer, args=(prompt,)) for prompt in prompts(args.concurrency)]
-    started = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    wall = time.perf_counter() - started
+    _, wall, _ = together(ensemble, prompts(args.concurrency), args.max_new_tokens)
     print(f"{args.concurrency} concurrent requests, {args.max_new_tokens} new tokens each: {wall:.1f} s wall")
     for label, total in seconds.items():
         print(f"  {label}: {total:.1f} s in {calls[label]} calls ({total / wall:.0%} of wall)")

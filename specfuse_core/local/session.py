@@ -55,7 +55,8 @@ class _DraftRecord:
 
 @dataclass
 class PrefillJob:
-    """A draft's prefill, planned before its pass runs alone or shared with other requests (:meth:`LocalSession.plan_prefill`)."""
+    """A draft's prefill, planned before its pass runs alone or shared with other requests
+    (:meth:`LocalSession.plan_prefill`)."""
 
     response: str
     max_tokens: int

@@ -47,7 +47,12 @@ def small_members(tokenizer_dirs):
 
 @pytest.fixture(scope="session")
 def small_ensemble(small_members):
-    return SpecFuse(small_members, EnsembleConfig(segment_tokens=4))
+    return ensemble_over(small_members)
+
+
+def ensemble_over(members):
+    """A fresh ensemble over the small members, as the serve tests configure it."""
+    return SpecFuse(members, EnsembleConfig(segment_tokens=4))
 
 
 LIMITS = ServeLimits(max_body_bytes=64 * 1024, max_messages=8, max_prompt_chars=4000, max_tokens_cap=400, default_max_tokens=12, max_concurrent_requests=16)

@@ -20,11 +20,10 @@ import openai
 import pytest
 from openai import AsyncOpenAI, OpenAI
 
-from specfuse_core import EnsembleConfig, SpecFuse
 from specfuse_core.cli import main
 from specfuse_core.serve import ServeLimits, ServerThread, ServeSettings, create_app
 
-from .conftest import LIMITS, MODEL
+from .conftest import LIMITS, MODEL, ensemble_over
 
 ROOT = Path(__file__).resolve().parents[2]
 HELLO = [{"role": "user", "content": "Tell me about rivers."}]
@@ -60,7 +59,7 @@ def ensemble(small_members):
     """An ensemble of this test's own over the small members: a request still finishing on the shared
     ``small_ensemble`` (another test's) cannot join its batches, so a long request here runs alone and
     its greedy answer (which runs to the cap) cannot change with what else was in flight."""
-    return SpecFuse(small_members, EnsembleConfig(segment_tokens=4))
+    return ensemble_over(small_members)
 
 
 @pytest.fixture()
