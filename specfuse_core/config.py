@@ -6,7 +6,7 @@ import difflib
 import math
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from .errors import UnsupportedArgumentError
 
@@ -30,7 +30,17 @@ class EnsembleConfig(BaseModel):
     stop: list[str] = Field(default_factory=list, description="Stop strings; the output is cut before the first one.")
 
     # -- scoring and combination
-    normalization: Literal["softmax", "rank"] = "softmax"
+    normalization: Literal["softmax", "rank", "raw"] = Field(
+        "softmax",
+        description="How each verifier's scores become votes: 'softmax' over the candidates, 'rank' (Borda), or 'raw' "
+        "(the log-probs as they are, so one verifier's doubt of a candidate is compared with another's; with "
+        "exclude_self_vote each candidate is judged only by the members that did not propose it).",
+    )
+    vote_statistic: Literal["mean", "min"] = Field(
+        "mean",
+        description="What verifiers report in a vote: each candidate's 'mean' token log-prob, or its 'min' (the one "
+        "token the verifier finds least likely, such as a wrong name in a fluent sentence).",
+    )
     score_temperature: float = Field(1.0, gt=0.0, description="Temperature of the per-verifier softmax over candidates.")
     weighting: Literal["uniform", "hedge"] = "uniform"
     hedge_learning_rate: float = Field(1.0, gt=0.0, description="Hedge step size eta_0; round t uses eta_0 / sqrt(t).")
@@ -185,6 +195,13 @@ class EnsembleConfig(BaseModel):
         if any(s == "" for s in value):
             raise ValueError("stop strings must be non-empty")
         return list(dict.fromkeys(value))  # de-duplicate, keep order
+
+    @model_validator(mode="after")
+    def _hedge_needs_shares(self) -> "EnsembleConfig":
+        # Hedge's loss is a candidate's share of the best peer score: it needs scores in [0, 1].
+        if self.normalization == "raw" and self.weighting == "hedge":
+            raise ValueError("normalization='raw' cannot drive weighting='hedge' (Hedge needs normalised votes); use 'softmax' or 'rank' with hedge")
+        return self
 
     @property
     def round_reserve(self) -> int:

@@ -239,9 +239,10 @@ class EnsembleRequest:
             scoring = self.judge.scoring_candidates(candidates)
 
             def score(name: str) -> tuple[list[float], list[float] | None]:
-                conditional = self.sessions[name].score(self.response, scoring)
+                statistic = self.config.vote_statistic
+                conditional = self.sessions[name].score(self.response, scoring, statistic=statistic)
                 contrast = self.contrast.get(name) if self.judge.contrast_in(self.rounds) else None
-                return conditional, None if contrast is None else contrast.score(self.response, scoring)
+                return conditional, None if contrast is None else contrast.score(self.response, scoring, statistic=statistic)
 
             both = self._each("score", verifiers, score)
             scored = {name: pair[0] for name, pair in both.items()}

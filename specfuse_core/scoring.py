@@ -11,12 +11,14 @@ import numpy as np
 
 
 def normalize_scores(mean_logprobs: Sequence[float], method: str, temperature: float = 1.0) -> np.ndarray:
-    """Map one verifier's mean log-probs over candidates to a distribution that sums to 1.
+    """Map one verifier's log-probs over candidates to its votes (a distribution that sums to 1, but for ``raw``).
 
-    ``softmax`` keeps how much better a candidate is; ``rank`` (Borda) keeps only the order.
+    ``softmax`` keeps how much better a candidate is; ``rank`` (Borda) keeps only the order; ``raw``
+    keeps the log-probs themselves (not a distribution), so that verifiers' doubts compare across
+    verifiers instead of each against its own favourite.
     """
     scores = np.asarray(mean_logprobs, dtype=np.float64)
-    if scores.size == 0:
+    if scores.size == 0 or method == "raw":
         return scores
     if method == "softmax":
         shifted = (scores - scores.max()) / temperature

@@ -21,6 +21,8 @@ from specfuse_core.messages import normalize_conversation
         ("segment_tokens", 0),
         ("stop", [""]),
         ("weighting", "magic"),
+        ("vote_statistic", "median"),
+        ("normalization", "zscore"),
         ("exit_threshold", 1.0),
         ("unknown_field", 1),
     ],
@@ -28,6 +30,12 @@ from specfuse_core.messages import normalize_conversation
 def test_bad_config_values_fail_with_the_field_named(field, value):
     with pytest.raises(ValidationError, match=field):
         EnsembleConfig(**{field: value})
+
+
+def test_raw_votes_cannot_drive_hedge():
+    with pytest.raises(ValidationError, match="raw.*hedge"):
+        EnsembleConfig(normalization="raw", weighting="hedge")
+    assert EnsembleConfig(normalization="raw", exclude_self_vote=True).normalization == "raw"
 
 
 def test_overrides_are_validated_and_none_is_ignored():

@@ -139,6 +139,18 @@ def test_votes_use_the_mean_whatever_the_checks_statistic(trio):
     assert [c.mean_logprobs for r in low.trace.rounds for c in r.candidates] == [c.mean_logprobs for r in plain.trace.rounds for c in r.candidates]
 
 
+def test_votes_report_the_least_likely_token_with_vote_statistic_min(trio):
+    """``vote_statistic="min"``: the first vote scores the same candidates by each verifier's lowest token
+    log-prob, at or below their mean and strictly below for some."""
+    config = EnsembleConfig(max_new_tokens=8, segment_tokens=6)
+    mean = SpecFuse(trio, config).generate(QUESTION).trace.rounds[0]
+    low = SpecFuse(trio, config.with_overrides(vote_statistic="min")).generate(QUESTION).trace.rounds[0]
+    assert [c.text for c in low.candidates] == [c.text for c in mean.candidates] and len(low.candidates) > 1
+    pairs = [(a.mean_logprobs[v], b.mean_logprobs[v]) for a, b in zip(low.candidates, mean.candidates) for v in b.mean_logprobs]
+    assert pairs and all(lowest <= average + 1e-6 for lowest, average in pairs)
+    assert any(lowest < average - 1e-3 for lowest, average in pairs)
+
+
 def test_session_scores_mean_or_min_of_the_same_token_logprobs(trio):
     session = trio[0].start(normalize_conversation(QUESTION), Sampling())
     candidates = [Candidate("Red, green and blue.", False), Candidate("Blue", True)]

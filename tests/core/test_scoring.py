@@ -43,6 +43,20 @@ def test_exclude_self_vote():
     assert without[0] == pytest.approx((0.6 + 0.3) / 2) and without[1] == pytest.approx((0.1 + 0.4) / 2)
 
 
+def test_raw_normalisation_keeps_the_log_probs():
+    assert normalize_scores([-1.5, -7.0], "raw").tolist() == [-1.5, -7.0]
+
+
+def test_raw_scores_without_self_votes_compare_each_candidates_doubt_by_its_peers():
+    """Peer doubt: each candidate is judged by the members that did not propose it, on their own
+    scale, so the answer its peer doubts less wins whatever each member thinks of its own."""
+    scores = {"q": np.array([-0.2, -6.0]), "s": np.array([-7.0, -0.4])}  # q doubts s's answer less than s doubts q's
+    weights = {"q": 1.0, "s": 0.5}
+    assert pick_winner(combine({v: normalize_scores(x, "raw") for v, x in scores.items()}, weights, [["q"], ["s"]], exclude_self_vote=True)) == 1
+    scores["q"][1] = -8.0
+    assert pick_winner(combine({v: normalize_scores(x, "raw") for v, x in scores.items()}, weights, [["q"], ["s"]], exclude_self_vote=True)) == 0
+
+
 def test_ties_break_to_the_earliest_candidate():
     assert pick_winner(np.array([0.5, 0.5])) == 0
     assert pick_winner(np.array([0.2, 0.4, 0.4])) == 1
