@@ -73,7 +73,8 @@ def main() -> None:
 
     items = {item.id: item for item in load_dataset(args.dataset, Path("../shared/data"))}
     answers = lone_answers(args.run)
-    done = {json.loads(line)["id"]: json.loads(line) for line in args.out.read_text().splitlines()} if args.out.exists() else {}
+    stored = [json.loads(line) for line in args.out.read_text().splitlines()] if args.out.exists() else []
+    done = {row["id"]: row for row in stored}
     members = None
     with args.out.open("a") as out:
         for item_id, by_member in answers.items():

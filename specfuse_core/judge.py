@@ -201,9 +201,10 @@ class Judge:
         response: str,
         context_free: Mapping[str, list[float]] | None = None,
     ) -> RoundVerdict:
-        """The winner of a round from each verifier's mean log-probs (``scored``; empty when nothing
-        was voted on: the earliest candidate wins), less ``contrast_weight`` times its log-probs without
-        the question (``context_free``, see :meth:`wants_contrast`). Updates Hedge and each proposer's quality."""
+        """The winner of a round from each verifier's log-probs (``scored``, by ``vote_statistic``; empty
+        when nothing was voted on: the earliest candidate wins), less ``contrast_weight`` times its
+        log-probs without the question (``context_free``, see :meth:`wants_contrast`). Updates Hedge and
+        each proposer's quality."""
         config = self.config
         weights = self.weights(weighed)
         free = dict(context_free or {})

@@ -29,7 +29,9 @@ class CandidateTrace(BaseModel):
     text: str
     finished: bool
     proposers: list[str]
-    mean_logprobs: dict[str, float] = Field(default_factory=dict, description="verifier -> mean token log-prob")
+    mean_logprobs: dict[str, float] = Field(
+        default_factory=dict, description="verifier -> mean token log-prob (its least likely token's under vote_statistic='min')"
+    )
     context_free_logprobs: dict[str, float] = Field(
         default_factory=dict, description="verifier -> mean token log-prob without the question (contrast_weight > 0)"
     )
