@@ -56,7 +56,7 @@ def test_every_ensemble_setting_is_accepted_by_name_with_the_core_default():
     custom = EnsembleConfig(
         segment_tokens=6, max_new_tokens=64, max_rounds=9, temperature=0.5, top_p=0.9, top_k=4, seed=1, stop=["##"],
         normalization="rank", score_temperature=2.0, weighting="hedge", hedge_learning_rate=0.5, persist_weights=True,
-        exclude_self_vote=True, repetition_penalty=0.1, end_of_turn_scoring="text_only", consensus_weight=0.2, contrast_weight=0.3, contrast_rounds=2, no_repeat_ngram_size=5,
+        exclude_self_vote=True, vote_statistic="min", repetition_penalty=0.1, end_of_turn_scoring="text_only", consensus_weight=0.2, contrast_weight=0.3, contrast_rounds=2, no_repeat_ngram_size=5,
         member_weights={"a": 2.0}, roles={"a": "verify"}, gate_threshold=-0.5, gate_check_threshold=-2.0, gate_check_statistic="min", gate_check_rounds=3, gate_check_tokens=50, lead_member="a",
         counting_member="a", model_exit=True,
         exit_warmup_rounds=2, exit_temperature=0.5, exit_threshold=0.1, min_members=2, exited_members_verify=True,
