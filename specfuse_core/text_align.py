@@ -10,6 +10,18 @@ _WORD_END = re.compile(r"\w\Z")
 _LAST_WHITESPACE = re.compile(r"\s(?=\S*\Z)")
 
 
+def before_broken_bytes(text: str, finished: bool) -> tuple[str, bool]:
+    """A drafted text up to its first U+FFFD, which is still unfinished if anything was cut.
+
+    A sampled stray byte (a UTF-8 continuation byte with no lead, or a lead byte followed by text)
+    decodes to U+FFFD and no later byte mends it. Cutting there keeps it out of the answer and loses
+    nothing a model meant: the next round drafts again from the clean text. (A U+FFFD at the very end
+    may be a character still in the making; callers hold that back before.)
+    """
+    index = text.find(REPLACEMENT_CHAR)
+    return (text, finished) if index < 0 else (text[:index], False)
+
+
 def cut_to_word_boundary(text: str, finished: bool) -> str:
     """Cut an unfinished draft back so it does not end inside a word.
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from .messages import Conversation, same_kind, uses_tools
 from .prompt_format import PlainPromptFormat, render_prompt
+from .utf8_tokens import TokenBytes
 
 # Fast tokenizers are one shared Rust object whose borrow check fails ("Already borrowed") when an encode
 # overlaps a settings change from another thread, and requests encode from many threads: one lock per
@@ -51,6 +52,7 @@ class TokenizerView:
             None if self.end_of_turn_id is None else tokenizer.convert_ids_to_tokens(self.end_of_turn_id)
         )
         self.stop_strings: tuple[str, ...] = self.plain_prompt.stop_strings if self.plain_prompt else ()
+        self.token_bytes = TokenBytes(tokenizer)  # which drafted tokens keep the text valid UTF-8
 
     # ------------------------------------------------------------------ text <-> tokens
     def encode(self, text: str) -> list[int]:

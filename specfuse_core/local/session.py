@@ -32,6 +32,9 @@ class _VerifiedBlocks:
     inputs: list[list[int]]  # tokens fed for each block
 
 
+UTF8_REPICKS = 8  # picks per drafted token before a stray byte is left to the cut at the draft's end
+
+
 @dataclass
 class _DraftRecord:
     """What a draft leaves behind for scoring its own candidate without re-feeding it."""
@@ -47,6 +50,7 @@ class _DraftRecord:
     finished: bool = False
     max_tokens: int = 0
     pending: int | None = None  # drafted, not fed yet
+    utf8_pending: bytes = b""  # the bytes of a character the drafted tokens have begun, not finished
 
     def own_logprobs(self, count: int, finished: bool) -> list[float]:
         picked = self.token_logprobs[: count - (1 if finished else 0)]
@@ -157,9 +161,29 @@ class LocalSession(TextSession):
             if banned:
                 with torch.inference_mode():
                     ban_unless_nothing_left(logits, banned)
-        token = self.chooser.choose(logits)
+        token = self._keep_utf8(logits, self.chooser.choose(logits))
         if constraint is not None and token not in self.member.stop_token_ids:
             constraint.accept_token(token)
+        return token
+
+    def _keep_utf8(self, logits: torch.Tensor, token: int) -> int:
+        """``token``, or while it would break the draft's UTF-8 for good (a stray byte), the chooser's
+        next pick without it (a few times at most; what is left is cut by :meth:`_complete_characters`)."""
+        record, spelling = self._drafting, self.member.tokens.token_bytes
+        if record is None or spelling.scheme is None:
+            return token
+        for attempt in range(UTF8_REPICKS):
+            if token in self.member.stop_token_ids:
+                return token
+            pending = spelling.follows(record.utf8_pending, token)
+            if pending is not None:
+                record.utf8_pending = pending
+                return token
+            with torch.inference_mode():
+                ban_unless_nothing_left(logits, [token])
+                if attempt == 0:  # most tokens cannot follow a begun character: screen the row once
+                    ban_unless_nothing_left(logits, ~spelling.allowed_after(record.utf8_pending, logits.shape[-1]))
+            token = self.chooser.choose(logits)
         return token
 
     def draft(self, response: str, max_tokens: int, align: bool = True) -> Draft:
@@ -244,8 +268,8 @@ class LocalSession(TextSession):
         """The finished draft as aligned text; its record stays for scoring and accepting it."""
         record, self._drafting = self._drafting, None
         self.counters.drafted_tokens += len(record.tokens)
-        text, tokens = self._complete_characters(record.context, list(record.tokens), record.finished)
-        text, finished = self._finish_draft(text, record.finished, record.response, align)
+        text, tokens, finished = self._complete_characters(record.context, list(record.tokens), record.finished)
+        text, finished = self._finish_draft(text, finished, record.response, align)
         record.kept, record.text, record.finished = tokens, text, finished
         self._draft_record = record
         own = record.token_logprobs[: len(tokens)] + ([record.end_logprob] if finished and record.end_logprob is not None else [])
@@ -257,13 +281,26 @@ class LocalSession(TextSession):
         arguments returns it (or raises its error, so a fault stays this request's)."""
         self._shared = _SharedDraft(key, draft, error)
 
-    def _complete_characters(self, context: list[int], tokens: list[int], finished: bool) -> tuple[str, list[int]]:
-        """Hold back tokens that end in the middle of a UTF-8 character (they decode to U+FFFD)."""
-        text = self.member.tokens.continuation(context, tokens)
+    def _complete_characters(self, context: list[int], tokens: list[int], finished: bool) -> tuple[str, list[int], bool]:
+        """The draft's tokens that decode to whole characters, their text, and whether it is still
+        finished. Tokens that end in the middle of a UTF-8 character are held back (the next round may
+        complete it); a byte sequence no later token can mend (a sampled stray continuation byte) ends
+        the draft before it, unfinished (as :func:`..text_align.before_broken_bytes` does for text)."""
+        decode = self.member.tokens.continuation
+        text = decode(context, tokens)
         while tokens and text.endswith(REPLACEMENT_CHAR):
             tokens = tokens[:-1]
-            text = self.member.tokens.continuation(context, tokens)
-        return text, tokens
+            text = decode(context, tokens)
+        if REPLACEMENT_CHAR not in text:
+            return text, tokens, finished
+        clean = 0  # the longest run of tokens whose text has no U+FFFD, up to the first that breaks for good
+        for count in range(1, len(tokens) + 1):
+            piece = decode(context, tokens[:count])
+            if REPLACEMENT_CHAR in piece.rstrip(REPLACEMENT_CHAR):
+                break
+            if REPLACEMENT_CHAR not in piece:
+                clean = count
+        return decode(context, tokens[:clean]), tokens[:clean], False
 
     # ------------------------------------------------------------------ score
     def score(self, response: str, candidates: Sequence[Candidate], statistic: TokenStatistic = "mean") -> list[float]:
@@ -433,11 +470,15 @@ def repeating_tokens(tokens: Sequence[int], n: int) -> list[int]:
     return sorted({tokens[i + n - 1] for i in range(len(tokens) - n + 1) if list(tokens[i : i + n - 1]) == tail})
 
 
-def ban_unless_nothing_left(logits: torch.Tensor, banned: Sequence[int]) -> None:
-    """Set ``banned`` logits to -inf in place, unless that would leave no token at all (a grammar may
-    allow only a banned one: then the grammar wins and the row is left as it was)."""
-    index = torch.tensor(banned, dtype=torch.long, device=logits.device)
-    index = index[index < logits.shape[-1]]
+def ban_unless_nothing_left(logits: torch.Tensor, banned: Sequence[int] | torch.Tensor) -> None:
+    """Set ``banned`` logits (token ids, or a boolean mask over the row) to -inf in place, unless that
+    would leave no token at all (a grammar may allow only a banned one: then the grammar wins and the
+    row is left as it was)."""
+    if isinstance(banned, torch.Tensor):
+        index = banned.to(logits.device)
+    else:
+        index = torch.tensor(banned, dtype=torch.long, device=logits.device)
+        index = index[index < logits.shape[-1]]
     saved = logits[index].clone()
     logits[index] = float("-inf")
     if not bool(torch.isfinite(logits).any()):

@@ -18,7 +18,7 @@ from typing import Any
 
 from ..backend import Candidate, Draft, Sampling, TextMember, TextSession, TokenStatistic
 from ..messages import Conversation
-from ..text_align import REPLACEMENT_CHAR
+from ..text_align import REPLACEMENT_CHAR, before_broken_bytes
 from .client import CompletionsClient
 from .config import RemoteMemberConfig
 from .errors import RemoteConfigError, RemoteMemberError, RemotePromptError, RemoteProtocolError
@@ -157,6 +157,7 @@ class RemoteSession(TextSession):
 
         finished = reason == "stop"  # the model produced an end-of-generation token
         text = text.rstrip(REPLACEMENT_CHAR)  # an unfinished UTF-8 character waits for the next segment
+        text, finished = before_broken_bytes(text, finished)  # a stray byte the server could not decode
         text, finished = self._finish_draft(text, finished, response, align)
         return Draft(text=text, finished=finished, tokens_drafted=drafted)
 

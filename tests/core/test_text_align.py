@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from specfuse_core.text_align import cut_to_word_boundary, repetition_share, stop_holdback, stop_position
+from specfuse_core.text_align import before_broken_bytes, cut_to_word_boundary, repetition_share, stop_holdback, stop_position
 
 
 def test_cut_leaves_the_space_for_the_next_word():
@@ -84,3 +84,9 @@ def test_streaming_with_holdback_releases_exactly_the_text_before_the_stop(segme
         released += response[len(released) :]
     assert released == final
     assert stop_position(final, stops) is None
+
+
+def test_a_draft_ends_before_bytes_that_cannot_be_mended():
+    assert before_broken_bytes("Hi\ufffdthere", True) == ("Hi", False)
+    assert before_broken_bytes("\ufffdabc", False) == ("", False)
+    assert before_broken_bytes("Hi there", True) == ("Hi there", True)

@@ -163,3 +163,22 @@ def test_importing_the_remote_backend_does_not_import_torch():
 
     code = "import specfuse_core.remote, specfuse_core, sys; assert 'torch' not in sys.modules, 'torch was imported'"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_a_drafted_stray_byte_ends_the_remote_draft_before_it(monkeypatch, smollm2_tokenizer):
+    """A server decodes a sampled stray byte to U+FFFD: the draft keeps the text before it, unfinished,
+    and holds back a trailing one (a character the next segment may complete)."""
+    from specfuse_core import Sampling
+    from specfuse_core.remote.member import RemoteMember
+
+    member = RemoteMember(RemoteMemberConfig(base_url="http://127.0.0.1:9", model="m"), smollm2_tokenizer)
+    replies = iter([("Hello\ufffd there", "stop"), ("Hello there\ufffd", "length"), ("Hello there", "stop")])
+
+    def reply(payload):
+        text, reason = next(replies)
+        return {"choices": [{"text": text, "finish_reason": reason}], "usage": {"completion_tokens": 3}}
+
+    monkeypatch.setattr(member, "request", reply)
+    session = member.start([{"role": "user", "content": "Hi"}], Sampling())
+    drafts = [session.draft("", 8, align=False) for _ in range(3)]
+    assert [(d.text, d.finished) for d in drafts] == [("Hello", False), ("Hello there", False), ("Hello there", True)]
