@@ -38,7 +38,7 @@ class TokenBytes:
         self._special = frozenset(getattr(tokenizer, "all_special_ids", ()))
         self._added = {i: t.content for i, t in getattr(tokenizer, "added_tokens_decoder", {}).items()}
         self._cache: dict[int, bytes] = {}
-        self._table: "tuple[torch.Tensor, torch.Tensor] | None" = None
+        self._table: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def of(self, token_id: int) -> bytes:
         """What ``token_id`` adds to a decoded text, as bytes (special tokens add nothing)."""
@@ -62,7 +62,7 @@ class TokenBytes:
         match = _BYTE_FALLBACK.match(piece)
         return bytes([int(match.group(1), 16)]) if match else piece.replace("\u2581", " ").encode("utf-8")
 
-    def allowed_after(self, pending: bytes, size: int) -> "torch.Tensor":
+    def allowed_after(self, pending: bytes, size: int) -> torch.Tensor:
         """A mask over ``size`` token ids: those that may follow ``pending`` (built once per tokenizer,
         the first time a pick had to be refused). It screens by byte class; :meth:`follows` has the
         last word (it also refuses overlong forms and surrogates)."""
@@ -72,7 +72,7 @@ class TokenBytes:
         needed = _still_needed(pending)
         return ((leading[:size] == needed) & tail_ok[:size]) | self._special_mask(size)
 
-    def _build_table(self, size: int) -> "tuple[torch.Tensor, torch.Tensor]":
+    def _build_table(self, size: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Per token: how many continuation bytes it starts with, and whether the rest begins valid UTF-8."""
         import torch
 
@@ -85,7 +85,7 @@ class TokenBytes:
             tail_ok[token_id] = _valid_start(spelled[count:])
         return leading, tail_ok
 
-    def _special_mask(self, size: int) -> "torch.Tensor":
+    def _special_mask(self, size: int) -> torch.Tensor:
         import torch
 
         mask = torch.zeros(size, dtype=torch.bool)
