@@ -186,6 +186,16 @@ class SpecFuse:
         function schemas or pydantic classes) with ``tool_choice`` (``auto``, ``required``, ``none``, a
         tool name) and ``parallel_tool_calls`` (default: one call per answer) constrain every member's drafts (docs/structured_output.md); the result then carries
         ``parsed`` or ``tool_calls``, or the request fails with ``StructuredOutputError``."""
+        self._rounds.announce()  # a batch about to start waits briefly for this request's first round
+        request = None
+        try:
+            request = self._open(messages, config, response_format, tools, tool_choice, parallel_tool_calls, overrides)
+            return request
+        finally:
+            self._rounds.arrived(request)
+
+    def _open(self, messages: Any, config: EnsembleConfig | None, response_format: Any, tools: Any, tool_choice: Any,
+              parallel_tool_calls: bool | None, overrides: dict[str, Any]) -> EnsembleRequest:
         config = (config or self._own_config).with_overrides(**overrides)
         output = OutputSpec.build(response_format, tools, tool_choice, parallel_tool_calls=parallel_tool_calls)
         conversation = normalize_conversation(messages)

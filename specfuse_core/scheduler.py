@@ -8,7 +8,8 @@ ticket its event or error and wakes the owners. Requests join and leave between 
 is still one request's own ``step()``, so results, usage, faults and timeouts stay per request.
 
 Before taking a batch the leader waits briefly (``gather_s``) for the requests it served last time
-to queue their next round, so a batch is not cut short by threads still waking up.
+to queue their next round, and for requests still being opened (``announce``/``arrived``) to queue
+their first, so a batch is not cut short by threads still waking up or preparing their prompts.
 """
 
 from __future__ import annotations
@@ -55,7 +56,8 @@ class RoundScheduler:
         self._cond = threading.Condition()
         self._queue: deque[_Ticket] = deque()
         self._leading = False
-        self._returning: set[int] = set()  # ids of requests served last batch, expected back
+        self._returning: set[int] = set()  # ids of requests served last batch, or just opened: expected
+        self._arriving = 0  # requests being opened now (validated, routed), expected soon
         self.batches = 0  # batches run (for tests and benchmarks)
         self.batched_rounds = 0  # rounds that ran in a batch of two or more
         self.shared_scoring_passes = 0  # pooled scoring passes that served two or more requests
@@ -64,6 +66,21 @@ class RoundScheduler:
         self.pooled_drafting_seconds = 0.0  # time in those pooled drafts (part of step_seconds)
         self.prepare_seconds = 0.0  # time in ``prepare`` (shared drafting), for benchmarks
         self.step_seconds = 0.0  # time in the requests' own rounds
+
+    def announce(self) -> None:
+        """A request is being opened: a leader taking a batch meanwhile waits (up to ``gather_s``) for its
+        first round. Why: requests started together (``.batch``, a burst at the server) reach their
+        first round tens of milliseconds apart, and without this the first ran its first round alone."""
+        with self._cond:
+            self._arriving += 1
+
+    def arrived(self, request: EnsembleRequest | None) -> None:
+        """The request announced is open (``None``: opening failed); its first round is expected."""
+        with self._cond:
+            self._arriving -= 1
+            if request is not None:
+                self._returning.add(id(request))
+            self._cond.notify_all()
 
     def run(self, request: EnsembleRequest) -> SegmentEvent | None:
         """One round of ``request``, possibly alongside other requests' rounds."""
@@ -98,12 +115,12 @@ class RoundScheduler:
     def _take_batch(self) -> list[_Ticket]:
         """Up to ``max_batch`` tickets from the front of the queue (called holding the condition)."""
         deadline = time.monotonic() + self.gather_s
-        while len(self._queue) < self.max_batch and self._returning:
+        while len(self._queue) < self.max_batch and (self._returning or self._arriving):
             left = deadline - time.monotonic()
             if left <= 0:
                 break
             self._cond.wait(left)
-        self._returning.clear()  # whoever missed this batch is not waited for again
+        self._returning.clear()  # whoever missed this batch is not waited for again (an abandoned stream included)
         batch: list[_Ticket] = []
         later: list[_Ticket] = []
         while self._queue and len(batch) < self.max_batch:
