@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import threading
 from collections.abc import AsyncIterator, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +25,9 @@ from .scoring import HedgeWeights
 
 
 PRESET_CALIBRATION: Any = object()  # sentinel: the preset's own calibration
+
+#: async rounds get threads for a full batch plus this many rounds queued behind it
+SPARE_ROUND_THREADS = 4
 
 
 def check_member_names(config: EnsembleConfig, names: Sequence[str]) -> None:
@@ -70,6 +76,8 @@ class SpecFuse:
         self._rounds = RoundScheduler(
             self.config.max_batch_requests, share_drafts, pool_scoring=self.config.pooled_scoring, pool_drafts=self.config.pooled_drafting
         )
+        self._round_threads: ThreadPoolExecutor | None = None  # async rounds' workers, made on first use
+        self._round_threads_lock = threading.Lock()
         # kept across requests if persist_weights; starts from the calibrated prior weights
         self._weights = HedgeWeights(names, self.config.hedge_learning_rate, self.config.member_weights)
         release_openmp_workers()  # loading computed in this thread; requests may run in others (:mod:`.openmp`)
@@ -210,6 +218,21 @@ class SpecFuse:
         counter = config.counting_member or self.counting_member.name
         return EnsembleRequest(self.members, conversation, config, hedge, output, counter=counter)
 
+    async def astep(self, request: EnsembleRequest) -> SegmentEvent | None:
+        """``step`` in one of the ensemble's round threads, so the event loop never blocks. Why not
+        ``asyncio.to_thread``: the loop's default pool has cores + 4 threads (6 on two cores), and each
+        waiting round holds one, so it capped batches of async requests below ``max_batch_requests``
+        and kept the application's own ``to_thread`` calls waiting behind them."""
+        context = contextvars.copy_context()
+        return await asyncio.get_running_loop().run_in_executor(self._round_pool(), context.run, self.step, request)
+
+    def _round_pool(self) -> ThreadPoolExecutor:
+        with self._round_threads_lock:
+            if self._round_threads is None:
+                self._round_threads = ThreadPoolExecutor(
+                    self._rounds.max_batch + SPARE_ROUND_THREADS, thread_name_prefix="specfuse-round")
+            return self._round_threads
+
     def step(self, request: EnsembleRequest) -> SegmentEvent | None:
         if request.done:  # closed or abandoned: do not queue behind other requests' rounds to learn that
             return None
@@ -279,7 +302,7 @@ class AsyncGenerationStream(AsyncIterator[SegmentEvent]):
 
     async def __anext__(self) -> SegmentEvent:
         try:
-            event = await asyncio.to_thread(self.ensemble.step, self.request)
+            event = await self.ensemble.astep(self.request)
         except asyncio.CancelledError:
             self.request.close()
             raise

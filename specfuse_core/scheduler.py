@@ -18,7 +18,6 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from typing import Any
 
 from .openmp import release_openmp_workers
 from .pooled_scoring import ScoringPool
@@ -27,10 +26,11 @@ from .rounds import EnsembleRequest
 
 
 class _Ticket:
-    __slots__ = ("request", "finished", "event", "error")
+    __slots__ = ("request", "first", "finished", "event", "error")
 
-    def __init__(self, request: EnsembleRequest) -> None:
+    def __init__(self, request: EnsembleRequest, first: bool) -> None:
         self.request = request
+        self.first = first  # the request's first round
         self.finished = False
         self.event: SegmentEvent | None = None
         self.error: BaseException | None = None
@@ -44,20 +44,26 @@ class _Ticket:
 class RoundScheduler:
     def __init__(
         self, max_batch: int, prepare: Callable[[Sequence[EnsembleRequest]], None], gather_s: float = 0.05, pool_scoring: bool = True,
-        pool_drafts: bool = True,
+        pool_drafts: bool = True, settle_s: float = 0.01,
     ) -> None:
         """``pool_scoring``: a batch's rounds also share their scoring passes (:mod:`.pooled_scoring`);
-        ``pool_drafts``: then also the drafts they add after their lead."""
+        ``pool_drafts``: then also the drafts they add after their lead. ``settle_s``: a batch holding a
+        first round waits until no request has been announced or queued for this long (within
+        ``gather_s``): async callers open their requests one after another in the event loop's thread,
+        and the first one's round reaches the queue before the next one is announced."""
         self.max_batch = max_batch
         self.prepare = prepare
         self.pool_scoring = pool_scoring
         self.pool_drafts = pool_drafts
         self.gather_s = gather_s
+        self.settle_s = settle_s
         self._cond = threading.Condition()
         self._queue: deque[_Ticket] = deque()
         self._leading = False
         self._returning: set[int] = set()  # ids of requests served last batch, or just opened: expected
         self._arriving = 0  # requests being opened now (validated, routed), expected soon
+        self._opened: set[int] = set()  # ids of requests opened whose first round has not queued yet
+        self._last_arrival = 0.0  # monotonic time of the last announcement or queued first round
         self.batches = 0  # batches run (for tests and benchmarks)
         self.batched_rounds = 0  # rounds that ran in a batch of two or more
         self.shared_scoring_passes = 0  # pooled scoring passes that served two or more requests
@@ -73,6 +79,7 @@ class RoundScheduler:
         first round tens of milliseconds apart, and without this the first ran its first round alone."""
         with self._cond:
             self._arriving += 1
+            self._last_arrival = time.monotonic()
 
     def arrived(self, request: EnsembleRequest | None) -> None:
         """The request announced is open (``None``: opening failed); its first round is expected."""
@@ -80,12 +87,16 @@ class RoundScheduler:
             self._arriving -= 1
             if request is not None:
                 self._returning.add(id(request))
+                self._opened.add(id(request))
             self._cond.notify_all()
 
     def run(self, request: EnsembleRequest) -> SegmentEvent | None:
         """One round of ``request``, possibly alongside other requests' rounds."""
-        ticket = _Ticket(request)
         with self._cond:
+            ticket = _Ticket(request, first=id(request) in self._opened)
+            if ticket.first:
+                self._opened.discard(id(request))
+                self._last_arrival = time.monotonic()
             self._queue.append(ticket)
             self._returning.discard(id(request))
             self._cond.notify_all()
@@ -115,12 +126,18 @@ class RoundScheduler:
     def _take_batch(self) -> list[_Ticket]:
         """Up to ``max_batch`` tickets from the front of the queue (called holding the condition)."""
         deadline = time.monotonic() + self.gather_s
-        while len(self._queue) < self.max_batch and (self._returning or self._arriving):
-            left = deadline - time.monotonic()
-            if left <= 0:
+        while len(self._queue) < self.max_batch:
+            now = time.monotonic()
+            if now >= deadline:
                 break
-            self._cond.wait(left)
+            if self._returning or self._arriving:
+                self._cond.wait(deadline - now)
+            elif any(t.first for t in self._queue) and now < self._last_arrival + self.settle_s:
+                self._cond.wait(min(deadline, self._last_arrival + self.settle_s) - now)  # requests may still be opening
+            else:
+                break
         self._returning.clear()  # whoever missed this batch is not waited for again (an abandoned stream included)
+        self._opened.clear()
         batch: list[_Ticket] = []
         later: list[_Ticket] = []
         while self._queue and len(batch) < self.max_batch:

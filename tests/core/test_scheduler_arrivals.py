@@ -3,6 +3,7 @@ their first round; a lone request never waits. Scheduler-only tests (no models):
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 
@@ -112,3 +113,55 @@ def test_the_engine_announces_every_opening_and_balances_failed_ones(random_memb
     ensemble.step(request)
     assert id(request) not in ensemble._rounds._returning
     request.close()
+
+
+def test_a_first_round_settles_for_requests_opened_right_after_it():
+    """Async callers open requests one after another in the event loop's thread: the first one's round
+    can queue before the next is announced. A batch holding a first round waits ``settle_s`` after the
+    last arrival."""
+    sizes: list[int] = []
+    scheduler = RoundScheduler(max_batch=8, prepare=lambda requests: sizes.append(len(requests)),
+                               gather_s=LONG_GATHER_S, pool_scoring=False, settle_s=1.0)
+    first, second = _StandInRequest(), _StandInRequest()
+    scheduler.announce()
+    scheduler.arrived(first)
+    leader = _in_thread(scheduler, first)
+    time.sleep(0.2)  # nothing announced yet: only the settling keeps the first round waiting
+    assert first.steps == 0
+    scheduler.announce()
+    scheduler.arrived(second)
+    follower = _in_thread(scheduler, second)
+    leader.join(LONG_GATHER_S)
+    follower.join(LONG_GATHER_S)
+    assert sizes == [2] and first.steps == second.steps == 1
+
+
+def test_later_rounds_do_not_settle():
+    scheduler = RoundScheduler(max_batch=8, prepare=lambda requests: None, gather_s=LONG_GATHER_S, pool_scoring=False, settle_s=1.0)
+    request = _StandInRequest()
+    scheduler.announce()
+    scheduler.arrived(request)
+    started = time.perf_counter()
+    scheduler.run(request)  # its first round settles once
+    first_round = time.perf_counter() - started
+    request.done = False
+    started = time.perf_counter()
+    scheduler.run(request)  # a later round of a lone request starts at once
+    assert first_round >= 0.9 and time.perf_counter() - started < 0.5
+
+
+def test_async_requests_started_together_run_in_one_batch(random_members):
+    """Eight ``agenerate`` calls at once: more than the event loop's default pool has threads on a
+    2-core machine (cores + 4), and opened one after another in the loop's thread."""
+    ensemble = SpecFuse([random_members["llama"], random_members["qwen2"]])
+    sizes: list[int] = []
+    original = ensemble._rounds.prepare
+    ensemble._rounds.prepare = lambda requests: (sizes.append(len(requests)), original(requests))
+    prompts = [f"Item {i}." for i in range(8)]
+
+    async def together():
+        return await asyncio.gather(*(ensemble.agenerate(p, max_new_tokens=4) for p in prompts))
+
+    results = asyncio.run(together())
+    assert sizes and sizes[0] == 8
+    assert all(r.usage.completion_tokens > 0 for r in results)
