@@ -55,8 +55,9 @@ def create_app(ensemble: SpecFuse, settings: ServeSettings | None = None) -> Sta
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        # Every request holds a worker thread while it waits for its round; the default pool (cores + 4)
-        # would make a new request's start wait behind them.
+        # Opening a request (validation, routing) and the app's other blocking calls use the default pool;
+        # sized for every admitted request so openings never queue behind each other. Rounds run on the
+        # ensemble's own threads (SpecFuse.astep).
         pool = ThreadPoolExecutor(settings.limits.max_concurrent_requests + 4, thread_name_prefix="specfuse-serve")
         asyncio.get_running_loop().set_default_executor(pool)
         yield
