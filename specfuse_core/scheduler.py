@@ -28,7 +28,7 @@ from .rounds import EnsembleRequest
 class _Ticket:
     __slots__ = ("request", "first", "finished", "event", "error")
 
-    def __init__(self, request: EnsembleRequest, first: bool) -> None:
+    def __init__(self, request: EnsembleRequest, first: bool = False) -> None:
         self.request = request
         self.first = first  # the request's first round
         self.finished = False

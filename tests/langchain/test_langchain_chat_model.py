@@ -13,6 +13,7 @@ from langchain_core.output_parsers import StrOutputParser
 from langchain_core.prompts import ChatPromptTemplate
 
 from langchain_specfuse import SEGMENT_EVENT, ChatSpecFuse
+from specfuse_core import SpecFuse
 
 pytestmark = pytest.mark.integration
 
@@ -120,7 +121,15 @@ async def test_astream_does_not_block_the_event_loop(chat: ChatSpecFuse, monkeyp
         hops += 1
         return await to_thread(func, *args, **kwargs)
 
+    astep = SpecFuse.astep
+
+    async def counting_astep(self: SpecFuse, request: Any) -> Any:  # rounds run on the ensemble's own threads
+        nonlocal hops
+        hops += 1
+        return await astep(self, request)
+
     monkeypatch.setattr(asyncio, "to_thread", counting_to_thread)
+    monkeypatch.setattr(SpecFuse, "astep", counting_astep)
     ticks: list[float] = []
     done = asyncio.Event()
 

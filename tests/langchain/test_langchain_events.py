@@ -21,12 +21,14 @@ class Runs(BaseCallbackHandler):
         self.model_runs: list[UUID] = []
         self.custom: list[tuple[dict, UUID]] = []
         self.tokens: list[str] = []
+        self.tokens_by_run: dict[UUID, list[str]] = {}
 
     def on_chat_model_start(self, serialized: Any, messages: Any, *, run_id: UUID, **kwargs: Any) -> None:
         self.model_runs.append(run_id)
 
-    def on_llm_new_token(self, token: str, **kwargs: Any) -> None:
+    def on_llm_new_token(self, token: str, *, run_id: UUID, **kwargs: Any) -> None:
         self.tokens.append(token)
+        self.tokens_by_run.setdefault(run_id, []).append(token)
 
     def on_custom_event(self, name: str, data: Any, *, run_id: UUID, **kwargs: Any) -> None:
         assert name == SEGMENT_EVENT
@@ -82,7 +84,10 @@ async def test_every_entry_point_reports_on_the_model_run(entry):
     assert len(runs.model_runs) == calls
     assert len(runs.custom) == calls * len(SEGMENTS)
     assert {run_id for _, run_id in runs.custom} == set(runs.model_runs)
-    assert "".join(runs.tokens) == "".join(SEGMENTS) * calls  # one token callback per segment, no doubles
+    # one token callback per segment, no doubles (a batch's two runs share rounds, so theirs interleave)
+    assert len(runs.tokens) == calls * len(SEGMENTS)
+    assert set(runs.tokens_by_run) == set(runs.model_runs)
+    assert all("".join(tokens) == "".join(SEGMENTS) for tokens in runs.tokens_by_run.values())
 
 
 def test_a_given_run_id_is_kept():
