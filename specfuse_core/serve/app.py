@@ -33,6 +33,7 @@ from .errors import APIError
 from .inflight import InFlight
 from .limits import ServeLimits, read_body
 from .mapping import GenerationPlan, plan_request
+from .memory import limit_malloc_arenas
 from .responses import ChunkWriter, completion_body, model_body, models_body
 from .schemas import parse_request
 from .sse import DONE, sse_event
@@ -49,8 +50,10 @@ class ServeSettings:
 
 
 def create_app(ensemble: SpecFuse, settings: ServeSettings | None = None) -> Starlette:
-    """An OpenAI-compatible app serving ``ensemble`` under ``settings.model_name``."""
+    """An OpenAI-compatible app serving ``ensemble`` under ``settings.model_name``. Caps the process's
+    malloc arenas (glibc) so memory stays flat under load (:mod:`.memory`)."""
     settings = settings or ServeSettings()
+    limit_malloc_arenas()
     handlers = _Handlers(ensemble, settings)
 
     @asynccontextmanager

@@ -69,6 +69,7 @@ def run_serve_command(args: argparse.Namespace, err: Console) -> int:
     try:
         from .app import ServeSettings, create_app
         from .limits import ServeLimits
+        from .memory import limit_malloc_arenas
         from .server import BindError, base_url, bind_socket, make_server
     except ImportError as error:
         print_error(err, f"specfuse serve needs the serve extra ({error.name} is missing): pip install 'specfuse[serve]'")
@@ -86,6 +87,7 @@ def run_serve_command(args: argparse.Namespace, err: Console) -> int:
     except (ValueError, ValidationError, BindError) as error:
         print_error(err, error, SERVE_FLAGS)
         return 2
+    limit_malloc_arenas()  # before loading: every thread of this process shares the few arenas (create_app asks again)
     try:
         ensemble = _build_ensemble(args, config)
     except (SpecFuseError, ValueError) as error:
