@@ -27,18 +27,16 @@ from batched_rounds import prompts
 from specfuse_core import EnsembleConfig, SpecFuse
 
 
-SETTLE_S = 0.01  # RoundScheduler's default settle_s
-
-
-def hear_openings(ensemble: SpecFuse, heard: bool) -> None:
+def hear_openings(ensemble: SpecFuse, heard: bool, settle_s: float) -> None:
     """``heard=False``: the old behaviour: the scheduler is told nothing of requests being opened, a
-    first round does not settle, and async rounds run on the event loop's default pool."""
+    first round does not settle, and async rounds run on the event loop's default pool. ``settle_s``:
+    the scheduler's own setting, restored when ``heard``."""
     scheduler = ensemble._rounds
     if heard:
         for name in ("announce", "arrived"):
             scheduler.__dict__.pop(name, None)
         ensemble.__dict__.pop("astep", None)
-        scheduler.settle_s = SETTLE_S
+        scheduler.settle_s = settle_s
     else:
         scheduler.announce = lambda: None
         scheduler.arrived = lambda request: None
@@ -101,6 +99,7 @@ def main() -> None:
 
     ensemble = SpecFuse.from_preset("tiny", config=EnsembleConfig(max_batch_requests=args.concurrency))
     ensemble.generate("Warm up.", max_new_tokens=8)
+    settle_s = ensemble._rounds.settle_s
     sizes: list[int] = []
     prepare = ensemble._rounds.prepare
     ensemble._rounds.prepare = lambda requests: (sizes.append(len(requests)), prepare(requests))
@@ -108,7 +107,7 @@ def main() -> None:
     reference: list[str] | None = None
     for repeat in range(args.repeats):
         for heard in ([False, True] if repeat % 2 == 0 else [True, False]):  # alternate which goes first
-            hear_openings(ensemble, heard)
+            hear_openings(ensemble, heard, settle_s)
             batches = ensemble._rounds.batches
             sizes.clear()
             firsts, wall, outputs = run(ensemble, texts, args.max_new_tokens)
@@ -117,7 +116,7 @@ def main() -> None:
                   f"{statistics.mean(firsts):.1f} s, min {min(firsts):.1f} s, max {max(firsts):.1f} s; wall {wall:.1f} s; "
                   f"{ensemble._rounds.batches - batches} batches, sizes {sizes}; outputs {'the same' if outputs == reference else 'DIFFERENT'}",
                   flush=True)
-    hear_openings(ensemble, True)
+    hear_openings(ensemble, True, settle_s)
 
 
 if __name__ == "__main__":
