@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable, Sequence
 
@@ -60,9 +61,11 @@ class RoundScheduler:
         self._cond = threading.Condition()
         self._queue: deque[_Ticket] = deque()
         self._leading = False
-        self._returning: set[int] = set()  # ids of requests served last batch, or just opened: expected
+        # Requests served last batch, or just opened: expected. Held weakly, so a request its owner
+        # dropped is no longer waited for, and a new request never passes for a freed one (as ids can).
+        self._returning: weakref.WeakSet[EnsembleRequest] = weakref.WeakSet()
         self._arriving = 0  # requests being opened now (validated, routed), expected soon
-        self._opened: set[int] = set()  # ids of requests opened whose first round has not queued yet
+        self._opened: weakref.WeakSet[EnsembleRequest] = weakref.WeakSet()  # opened, first round not queued yet
         self._last_arrival = 0.0  # monotonic time of the last announcement or queued first round
         self.batches = 0  # batches run (for tests and benchmarks)
         self.batched_rounds = 0  # rounds that ran in a batch of two or more
@@ -86,19 +89,19 @@ class RoundScheduler:
         with self._cond:
             self._arriving -= 1
             if request is not None:
-                self._returning.add(id(request))
-                self._opened.add(id(request))
+                self._returning.add(request)
+                self._opened.add(request)
             self._cond.notify_all()
 
     def run(self, request: EnsembleRequest) -> SegmentEvent | None:
         """One round of ``request``, possibly alongside other requests' rounds."""
         with self._cond:
-            ticket = _Ticket(request, first=id(request) in self._opened)
+            ticket = _Ticket(request, first=request in self._opened)
             if ticket.first:
-                self._opened.discard(id(request))
+                self._opened.discard(request)
                 self._last_arrival = time.monotonic()
             self._queue.append(ticket)
-            self._returning.discard(id(request))
+            self._returning.discard(request)
             self._cond.notify_all()
         try:
             while True:
@@ -209,7 +212,7 @@ class RoundScheduler:
             for ticket in tickets:
                 ticket.finished = True
                 if ticket.error is None and ticket.event is not None and not ticket.request.done:
-                    self._returning.add(id(ticket.request))
+                    self._returning.add(ticket.request)
             self._cond.notify_all()
 
     def _withdraw(self, ticket: _Ticket) -> None:

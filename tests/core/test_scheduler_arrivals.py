@@ -4,6 +4,7 @@ their first round; a lone request never waits. Scheduler-only tests (no models):
 from __future__ import annotations
 
 import asyncio
+import gc
 import threading
 import time
 
@@ -91,7 +92,7 @@ def test_an_opening_that_fails_is_not_waited_for():
 
 def test_an_abandoned_request_is_waited_for_once_at_most():
     scheduler = RoundScheduler(max_batch=8, prepare=lambda requests: None, gather_s=0.3, pool_scoring=False)
-    abandoned = _StandInRequest()  # held: a freed object's id could be reused by the next one
+    abandoned = _StandInRequest()  # still held by its owner
     scheduler.announce()
     scheduler.arrived(abandoned)  # opened, then never stepped
     started = time.perf_counter()
@@ -103,15 +104,27 @@ def test_an_abandoned_request_is_waited_for_once_at_most():
     assert time.perf_counter() - started < 0.25  # and no batch after that
 
 
+def test_a_request_dropped_by_its_owner_is_not_waited_for():
+    scheduler = RoundScheduler(max_batch=8, prepare=lambda requests: None, gather_s=LONG_GATHER_S, pool_scoring=False)
+    dropped = _StandInRequest()
+    scheduler.announce()
+    scheduler.arrived(dropped)  # opened, then let go without a round
+    del dropped
+    gc.collect()
+    started = time.perf_counter()
+    scheduler.run(_StandInRequest())
+    assert time.perf_counter() - started < LONG_GATHER_S / 5
+
+
 def test_the_engine_announces_every_opening_and_balances_failed_ones(random_members):
     ensemble = SpecFuse([random_members["llama"]])
     with pytest.raises(InvalidConversationError):
         ensemble.start([])
     assert ensemble._rounds._arriving == 0
     request = ensemble.start("Hello.", max_new_tokens=2)
-    assert ensemble._rounds._arriving == 0 and id(request) in ensemble._rounds._returning
+    assert ensemble._rounds._arriving == 0 and request in ensemble._rounds._returning
     ensemble.step(request)
-    assert id(request) not in ensemble._rounds._returning
+    assert request not in ensemble._rounds._returning
     request.close()
 
 
