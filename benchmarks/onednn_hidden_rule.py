@@ -37,7 +37,7 @@ def previous_rule(self: onednn_linear.OneDnnHiddenLinear, rows: int) -> bool:
     of under 0.5 million weights only from 32 rows."""
     weights = self.in_features * self.out_features
     return (
-        rows <= onednn_linear.MAX_HIDDEN_ROWS and self.out_features >= onednn_linear.MIN_HIDDEN_OUTPUTS
+        rows <= 512 and self.out_features >= onednn_linear.MIN_HIDDEN_OUTPUTS
         and rows * weights >= 4_000_000 and (weights >= 500_000 or rows >= 32)
     )
 

@@ -5,39 +5,74 @@ product (MKL) ran about twice as slow as oneDNN's on the machine measured, for t
 (vocabulary x hidden size: 545 MB of float32 weights for Qwen2.5-0.5B) and for the hidden layers
 (attention and MLP projections) alike, except the narrow key/value projections, where oneDNN's fixed
 cost per call loses (docs/performance.md, "The output layer through oneDNN", "The hidden layers
-through oneDNN" and "The hidden-layer rule in whole passes"). oneDNN reads a layer's own weight in
-place, so nothing is copied: a layer only changes class (:class:`OneDnnOutputLinear` or
-:class:`OneDnnHiddenLinear`, both ``torch.nn.Linear``), and its parameters, state dict, tying, copies
-and pickles stay as they were. A pass that is not a CPU float32 pass outside autograd, or that its
-class's rule finds too narrow or too large, takes the layer's own product.
+through oneDNN", "The hidden-layer rule in whole passes" and "oneDNN without conversions"). oneDNN
+reads a layer's own weight in place, so nothing is copied: a layer only changes class
+(:class:`OneDnnOutputLinear` or :class:`OneDnnHiddenLinear`, both ``torch.nn.Linear``), and its
+parameters, state dict, tying, copies and pickles stay as they were. A pass that is not a CPU float32
+pass outside autograd, or that its class's rule finds too narrow, takes the layer's own product.
+
+The product is oneDNN's linear primitive on plain (dense) tensors (``mkldnn::_linear_pointwise``,
+the op PyTorch's own compiler emits for CPU linear layers). The older entry point,
+``mkldnn_linear``, wants its input converted to oneDNN's tensor type and its output converted back:
+the same bits, but the two copies cost 35-50 microseconds a call (6% of a decode step of Qwen2.5-0.5B
+at 8 rows) and more for large outputs. Builds without the plain-tensor op use the converting one.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-# Above this many rows an output-layer pass takes the layer's own product: oneDNN measured faster for
-# the tiny preset's three output layers at 1-128 rows (0.37-0.94x the time) and no longer at 256 (0.90-1.16x).
-MAX_ONEDNN_ROWS = 128
-
-# Hidden layers: a layer of at least 256 outputs takes oneDNN at any row count up to 512 (the largest
-# measured). Timed one layer at a time (benchmarks/onednn_hidden_products.py), MKL won on small products
-# (under about 4 million multiply-adds), but there the layer's weights stay in the processor's cache
-# between repeats. In whole decode passes, which read every layer's weights from memory once, sending
-# the small layers too took 0.83-1.00x the time at one row, 0.63-0.93x at 2-3 rows and about the same
-# from 6 rows on the tiny preset's three members, so the sixteenth session's work and layer-size
-# thresholds were dropped (benchmarks/onednn_hidden_rule.py). The narrow key/value projections
-# (128-192 outputs) keep MKL: sending them too was no faster.
-MAX_HIDDEN_ROWS = 512
+# Hidden layers: a layer of at least 256 outputs takes oneDNN at any row count. Timed one layer at a
+# time (benchmarks/onednn_hidden_products.py), MKL won on small products (under about 4 million
+# multiply-adds), but there the layer's weights stay in the processor's cache between repeats. In
+# whole decode passes, which read every layer's weights from memory once, sending the small layers
+# too took 0.83-1.00x the time at one row, 0.63-0.93x at 2-3 rows and about the same from 6 rows on
+# the tiny preset's three members, so the sixteenth session's work and layer-size thresholds were
+# dropped (benchmarks/onednn_hidden_rule.py). The narrow key/value projections (128-192 outputs) keep
+# MKL: oneDNN's fixed cost per call loses there below about 32 rows, and they are a few percent of a
+# pass. The row caps of earlier sessions (128 rows for output layers, 512 for hidden ones) are gone:
+# measured again (twenty-first session, this PyTorch build), oneDNN without conversions took
+# 0.44-0.61x MKL's time from 512 to 8192 rows on the preset's hidden-layer shapes and 0.35-0.56x on
+# its output layers from 128 to 2048 rows (the converting entry point, too, beat MKL at 256-512 rows).
 MIN_HIDDEN_OUTPUTS = 256
+
+ProductFn = Callable[[torch.Tensor, torch.Tensor, "torch.Tensor | None"], torch.Tensor]
+
+
+def _plain_product(flat: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    return torch.ops.mkldnn._linear_pointwise(flat, weight, bias, "none", [], "")
+
+
+def _converting_product(flat: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    return torch._C._nn.mkldnn_linear(flat.to_mkldnn(), weight, bias).to_dense()
+
+
+def _has_plain_product() -> bool:
+    try:
+        return torch.backends.mkldnn.is_available() and torch.ops.mkldnn._linear_pointwise is not None
+    except (AttributeError, RuntimeError):  # a build without the op
+        return False
+
+
+def _pick_product() -> ProductFn | None:
+    if _has_plain_product():
+        return _plain_product
+    if torch.backends.mkldnn.is_available() and hasattr(torch._C._nn, "mkldnn_linear"):
+        return _converting_product
+    return None
+
+
+#: the oneDNN product this build offers (None: none), chosen once
+PRODUCT: ProductFn | None = _pick_product()
 
 
 def onednn_linear_available() -> bool:
     """Whether this PyTorch build can run a float32 linear layer through oneDNN."""
-    return bool(torch.backends.mkldnn.is_available()) and hasattr(torch._C._nn, "mkldnn_linear")
+    return PRODUCT is not None
 
 
 def _cpu_float32(*tensors: torch.Tensor | None) -> bool:
@@ -63,7 +98,7 @@ class _OneDnnLinear(torch.nn.Linear):
 
     def _onednn_product(self, hidden: torch.Tensor) -> torch.Tensor:
         flat = hidden.reshape(-1, hidden.shape[-1]).contiguous()
-        out = torch._C._nn.mkldnn_linear(flat.to_mkldnn(), self.weight, self.bias).to_dense()
+        out = PRODUCT(flat, self.weight, self.bias)
         return out.reshape(*hidden.shape[:-1], out.shape[-1])
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
@@ -76,18 +111,17 @@ class _OneDnnLinear(torch.nn.Linear):
 
 
 class OneDnnOutputLinear(_OneDnnLinear):
-    """The output layer: through oneDNN up to ``MAX_ONEDNN_ROWS`` rows."""
+    """The output layer: through oneDNN at any row count."""
 
     def _worth_it(self, rows: int) -> bool:
-        return rows <= MAX_ONEDNN_ROWS
+        return True
 
 
 class OneDnnHiddenLinear(_OneDnnLinear):
-    """A hidden layer: through oneDNN when it has at least ``MIN_HIDDEN_OUTPUTS`` outputs, up to
-    ``MAX_HIDDEN_ROWS`` rows."""
+    """A hidden layer: through oneDNN when it has at least ``MIN_HIDDEN_OUTPUTS`` outputs."""
 
     def _worth_it(self, rows: int) -> bool:
-        return rows <= MAX_HIDDEN_ROWS and self.out_features >= MIN_HIDDEN_OUTPUTS
+        return self.out_features >= MIN_HIDDEN_OUTPUTS
 
 
 def _switch(layer: Any, kind: type[_OneDnnLinear]) -> bool:

@@ -11,9 +11,8 @@ import pytest
 import torch
 
 from specfuse_core import Member
+from specfuse_core.local import onednn_linear
 from specfuse_core.local.onednn_linear import (
-    MAX_HIDDEN_ROWS,
-    MAX_ONEDNN_ROWS,
     MIN_HIDDEN_OUTPUTS,
     OneDnnHiddenLinear,
     OneDnnOutputLinear,
@@ -87,14 +86,35 @@ def test_weights_changed_in_any_way_are_followed_and_autograd_takes_the_own_prod
     assert hidden.grad is not None and layer.weight.grad is not None and layer.bias.grad is not None
 
 
-def test_many_rows_take_the_layers_own_product():
+def test_many_rows_take_onednn_too(monkeypatch):
     model = random_model("llama", 500, seed=7)
     assert use_onednn_output_layer(model)
     layer = model.get_output_embeddings()
-    many = torch.randn(MAX_ONEDNN_ROWS + 1, layer.in_features)
-    with torch.inference_mode():
-        assert torch.equal(layer(many), torch.nn.functional.linear(many, layer.weight))  # the same kernel, so the same bits
-    _agrees(layer, many[:MAX_ONEDNN_ROWS])
+    calls = _counting_onednn(monkeypatch)
+    _agrees(layer, torch.randn(1024, layer.in_features))  # hundreds of rows: a pooled scoring pass
+    assert calls == [1024]
+
+
+def test_the_plain_and_the_converting_products_give_the_same_bits():
+    if not onednn_linear._has_plain_product():
+        pytest.skip("this PyTorch build has no plain-tensor oneDNN linear")
+    generator = torch.Generator().manual_seed(3)
+    for rows, outputs, bias in ((1, 300, True), (8, 4864, False), (80, 896, True)):
+        hidden = torch.randn(rows, 64, generator=generator)
+        weight = torch.randn(outputs, 64, generator=generator)
+        b = torch.randn(outputs, generator=generator) if bias else None
+        with torch.inference_mode():
+            assert torch.equal(onednn_linear._plain_product(hidden, weight, b), onednn_linear._converting_product(hidden, weight, b))
+
+
+def test_a_build_without_the_plain_product_converts(monkeypatch):
+    model = random_model("qwen2", 500, seed=5)
+    before = _logits(model)
+    monkeypatch.setattr(onednn_linear, "_has_plain_product", lambda: False)
+    monkeypatch.setattr(onednn_linear, "PRODUCT", onednn_linear._pick_product())
+    assert onednn_linear.PRODUCT is onednn_linear._converting_product
+    assert use_onednn_output_layer(model) and use_onednn_hidden_layers(model)
+    torch.testing.assert_close(_logits(model), before, rtol=1e-4, atol=1e-4)
 
 
 def test_copies_and_pickles_keep_their_own_weights():
@@ -138,10 +158,8 @@ def test_a_weight_onednn_refuses_takes_the_own_product(monkeypatch):
     def refuse(*args, **kwargs):
         raise RuntimeError("could not create a primitive descriptor")
 
-    monkeypatch.setattr(torch._C._nn, "mkldnn_linear", refuse)
+    monkeypatch.setattr(onednn_linear, "PRODUCT", refuse)
     hidden = torch.randn(3, 16)
-    with pytest.raises(RuntimeError):
-        torch._C._nn.mkldnn_linear(hidden.to_mkldnn(), model.head.weight, None)  # the patch is in place
     with torch.inference_mode():
         assert torch.equal(model.head(hidden), torch.nn.functional.linear(hidden, model.head.weight, model.head.bias))
 
@@ -149,13 +167,13 @@ def test_a_weight_onednn_refuses_takes_the_own_product(monkeypatch):
 def _counting_onednn(monkeypatch) -> list[int]:
     """Count oneDNN products (rows of each call), passing them through."""
     calls: list[int] = []
-    real = torch._C._nn.mkldnn_linear
+    real = onednn_linear.PRODUCT
 
     def counted(hidden, weight, bias):
         calls.append(hidden.size(0))
         return real(hidden, weight, bias)
 
-    monkeypatch.setattr(torch._C._nn, "mkldnn_linear", counted)
+    monkeypatch.setattr(onednn_linear, "PRODUCT", counted)
     return calls
 
 
@@ -177,14 +195,14 @@ def test_hidden_layers_match_the_models_own_products(arch, monkeypatch):
     assert use_onednn_hidden_layers(model) == switched  # a second call is a no-op
 
 
-def test_the_hidden_rule_skips_narrow_and_very_large_products(monkeypatch):
+def test_the_hidden_rule_skips_narrow_products(monkeypatch):
     wide = torch.nn.Linear(512, 1024).eval()
     small = torch.nn.Linear(256, 512).eval()  # a small layer: oneDNN from one row (whole passes were faster)
     narrow = torch.nn.Linear(896, 128).eval()  # under MIN_HIDDEN_OUTPUTS
     for layer in (wide, small, narrow):
         assert _switch_one(layer)
     calls = _counting_onednn(monkeypatch)
-    cases = ((1, wide, True), (MAX_HIDDEN_ROWS, wide, True), (MAX_HIDDEN_ROWS + 1, wide, False),
+    cases = ((1, wide, True), (2048, wide, True),
              (1, small, True), (2, small, True), (1, narrow, False), (64, narrow, False))
     assert narrow.out_features < MIN_HIDDEN_OUTPUTS <= small.out_features
     for rows, layer, expected in cases:
