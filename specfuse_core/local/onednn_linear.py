@@ -33,9 +33,9 @@ import torch.nn.functional as F
 # too took 0.83-1.00x the time at one row, 0.63-0.93x at 2-3 rows and about the same from 6 rows on
 # the tiny preset's three members, so the sixteenth session's work and layer-size thresholds were
 # dropped (benchmarks/onednn_hidden_rule.py). The narrow key/value projections (128-192 outputs) keep
-# MKL: oneDNN's fixed cost per call loses there below about 32 rows, and they are a few percent of a
-# pass. The row caps of earlier sessions (128 rows for output layers, 512 for hidden ones) are gone:
-# measured again (twenty-first session, this PyTorch build), oneDNN without conversions took
+# MKL: oneDNN's fixed cost per call loses there below about 32 rows, and they are 2-6% of a layer's
+# multiply-adds. The row caps of earlier sessions (128 rows for output layers, 512 for hidden ones)
+# are gone: measured again (twenty-first session, this PyTorch build), oneDNN without conversions took
 # 0.44-0.61x MKL's time from 512 to 8192 rows on the preset's hidden-layer shapes and 0.35-0.56x on
 # its output layers from 128 to 2048 rows (the converting entry point, too, beat MKL at 256-512 rows).
 MIN_HIDDEN_OUTPUTS = 256
