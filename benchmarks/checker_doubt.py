@@ -17,7 +17,8 @@ It prints each statistic's AUC for "lead wrong" (1.0: every wrong answer doubted
 right one) and, at the threshold that sends the same share of items to a vote for each statistic,
 how many wrong answers and how many "headroom" items (lead wrong, checker alone right) it catches.
 An analysis script, not a timed test; ``--tokens`` limits the statistics to the answer's first tokens
-(the check runs in a response's first rounds only).
+(the check runs in a response's first rounds only). With ``--checker`` equal to ``--lead`` it measures
+the lead's doubt about its own answer.
 
     python benchmarks/checker_doubt.py --run runs/dev-members --dataset dev --lead qwen2.5-coder-0.5b --checker smollm2-135m
 """
@@ -34,6 +35,7 @@ import torch
 from specfuse_core.evaluation.datasets import load_dataset
 from specfuse_core.loading import load_preset_members
 from specfuse_core.messages import normalize_conversation
+from specfuse_core.presets import preset_members
 
 
 def auc(doubt: np.ndarray, wrong: np.ndarray) -> float:
@@ -73,6 +75,9 @@ def main() -> None:
     parser.add_argument("--preset", default="tiny")
     args = parser.parse_args()
 
+    names = [m.name for m in preset_members(args.preset)]
+    if {args.lead, args.checker} - set(names):
+        raise SystemExit(f"--lead and --checker must name members of the {args.preset!r} preset: {', '.join(names)}")
     items = {item.id: item for item in load_dataset(args.dataset)}
     outcomes: dict[str, dict[str, tuple[str, bool]]] = defaultdict(dict)
     with open(f"{args.run}/results.jsonl", encoding="utf-8") as handle:
@@ -85,12 +90,14 @@ def main() -> None:
     rows = []
     for item_id, by_mode in outcomes.items():
         item = items[item_id]
-        if len(by_mode) < 2 or (args.category and item.category not in args.category):
+        if len(by_mode) < len({args.lead, args.checker}) or (args.category and item.category not in args.category):
             continue
         answer, lead_right = by_mode[args.lead]
         stats = token_stats(checker, item.prompt, answer, args.tokens)
         if stats is not None:
             rows.append((item_id, item.category, not lead_right, by_mode[args.checker][1], stats))
+    if not rows:
+        raise SystemExit(f"no item in {args.run} has answers from both {args.lead} and {args.checker} (categories: {args.category or 'all'})")
     wrong = np.array([r[2] for r in rows])
     headroom = np.array([r[2] and r[3] for r in rows])
     print(f"{len(rows)} items, lead wrong on {int(wrong.sum())}, headroom (lead wrong, checker alone right) {int(headroom.sum())}")
