@@ -101,8 +101,11 @@ def picks_branch(row: dict, weights: dict[str, float]) -> bool:
     total = np.zeros(2)
     for name, weight in weights.items():
         scores = np.array(row["scores"][name], dtype=float)
-        shares = np.exp(scores - scores.max())
-        total += weight * shares / shares.sum()
+        if not np.isfinite(scores).all():  # an empty answer has no score: the other one takes the vote
+            shares = np.isfinite(scores).astype(float)
+        else:
+            shares = np.exp(scores - scores.max())
+        total += weight * shares / max(shares.sum(), 1.0)
     return bool(total[1] > total[0])
 
 
