@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from answer_cascade import results
 from checker_doubt import token_stats
 
 from specfuse_core.evaluation.datasets import load_dataset
@@ -32,16 +33,6 @@ from specfuse_core.evaluation.runner import check
 from specfuse_core.loading import load_preset_members
 from specfuse_core.messages import normalize_conversation
 from specfuse_core.presets import preset_calibration, preset_members
-
-
-def lone_answers(runs: list[str], member: str) -> dict[str, dict]:
-    found: dict[str, dict] = {}
-    for run in runs:
-        for line in Path(run, "results.jsonl").read_text(encoding="utf-8").splitlines():
-            record = json.loads(line)
-            if record["mode"] == member:
-                found[record["item_id"]] = record
-    return found
 
 
 def branch(lead, prompt: str, answer: str, cap: int) -> tuple[str, float] | None:
@@ -65,7 +56,7 @@ def branch(lead, prompt: str, answer: str, cap: int) -> tuple[str, float] | None
 
 def collect(args: argparse.Namespace) -> list[dict]:
     items = {item.id: item for item in load_dataset(args.dataset)}
-    lone = lone_answers(args.run, args.lead)
+    lone = results(args.run, args.lead)
     out = Path(args.out)
     rows = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()] if out.exists() else []
     done = {row["id"] for row in rows}
